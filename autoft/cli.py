@@ -1,0 +1,263 @@
+"""The `autoft` command: parse, call the public API, print. Heavy modules are imported inside commands."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from autoft.errors import AutoftError
+
+if TYPE_CHECKING:
+    from autoft.search import Progress
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Hyperparameter-search fine-tuning for image classification (Paddle + Ray Tune + Optuna).")
+datasets_app = typer.Typer(no_args_is_help=True, help="Named datasets.")
+app.add_typer(datasets_app, name="datasets")
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.epochs=1")]
+RunDir = Annotated[Path, typer.Argument(help="A run folder, e.g. results/demo-20260101-120000")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"autoft: error: {message}\n")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@app.command()
+def search(
+    config: Annotated[Optional[Path], typer.Argument(help="The search YAML (default: the bundled demo)")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Override search.trials")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run folder name (default NAME-TIMESTAMP)")] = None,
+    results_dir: Annotated[Path, typer.Option(help="Where run folders go")] = Path("results"),
+    resume: Annotated[Optional[Path], typer.Option(help="Continue a killed or stopped run folder")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Attach to a Ray cluster (auto, ray://host:10001)")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: RUN/optuna.db)")] = None,
+    set_: SetOpt = None,
+    ray_dashboard: Annotated[bool, typer.Option(help="Start the local Ray with its dashboard")] = False,
+    quiet: Quiet = False,
+    plain: Annotated[bool, typer.Option(help="One log line per event instead of a live display")] = False,
+) -> None:
+    """Search hyperparameters: Optuna picks values, Ray Tune runs Paddle fine-tunes, the best is kept."""
+    from autoft.config import load_config
+
+    overrides = list(set_ or []) + ([f"search.trials={trials}"] if trials is not None else [])
+    cfg = None
+    if resume is None:
+        cfg = load_config(config, overrides)
+    elif config is not None or overrides:
+        raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set and --trials")
+    from autoft.search import search as run_search
+
+    console = _console()
+    display = _Display(console, quiet=quiet, plain=plain or not console.is_terminal)
+    with display:
+        outcome = run_search(cfg, results_dir=results_dir, name=name, resume=resume, address=address,
+                             storage_url=storage, ray_dashboard=ray_dashboard, on_progress=display.update)
+    _print_board(console, outcome.leaderboard)
+    run = outcome.run_dir
+    if outcome.interrupted:
+        console.print(f"Stopped. Resume with: autoft search --resume {run}")
+    if outcome.stopped_on_budget:
+        console.print("Stopped on the time budget (search.time_budget).")
+    if outcome.best_model is not None:
+        best = outcome.leaderboard.best
+        console.print(f"Best val_acc {best.best['val_acc']:.4f} (trial {best.trial_id}); "
+                      f"best bundle: {outcome.best_model}")
+        console.print(f"Predict with: autoft predict {outcome.best_model} IMAGE...")
+    elif outcome.all_failed:
+        _err(f"every trial failed; most common error: {outcome.most_common_error()}")
+        raise typer.Exit(1)
+
+
+class _Display:
+    """Live trial counts in a terminal; one line per event otherwise; nothing with --quiet."""
+
+    def __init__(self, console: Any, *, quiet: bool, plain: bool) -> None:
+        self.console, self.quiet, self.plain = console, quiet, plain
+        self.live: Any = None
+
+    def __enter__(self) -> _Display:
+        if not self.quiet and not self.plain:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def update(self, p: Progress) -> None:
+        if self.quiet:
+            return
+        line = _progress_line(p)
+        if self.live is not None:
+            self.live.update(f"{line}\n[dim]{p.last_event}[/dim]")
+        else:
+            print(f"{line} | {p.last_event}", flush=True)
+
+
+def _progress_line(p: Progress) -> str:
+    finished = p.done + p.stopped + p.failed
+    best = f"{p.best_val_acc:.4f}" if p.best_val_acc is not None else "-"
+    eta = ""
+    if finished and finished < p.budget:
+        eta = f" eta ~{_fmt_seconds(p.elapsed / finished * (p.budget - finished))}"
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in p.best_params.items())
+    return (f"trials {finished}/{p.budget}: {p.done} done, {p.stopped} stopped early, {p.running} running, "
+            f"{p.failed} failed | best val_acc {best} ({params}) | {_fmt_seconds(p.elapsed)}{eta}")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+def _print_board(console: Any, board: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="Leaderboard (ranked by val_acc)")
+    for col in board.table.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in board.table.itertuples(index=False):
+        table.add_row(*("" if v is None or v != v else _fmt(v) for v in row))
+    console.print(table)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="A YAML config; space values are ignored (each param's first value)")],
+    set_: SetOpt = None,
+) -> None:
+    """One fine-tune with fixed values, no search; the best epoch is kept in train.checkpoint_dir/best_model."""
+    from autoft import train as run_train
+    from autoft.config import load_config
+
+    result = run_train(load_config(config, list(set_ or [])))
+    print(f"best val_acc {result.best_val_acc:.4f} (val_loss {result.best_val_loss:.4f}, epoch {result.best_epoch}); "
+          f"bundle: {result.bundle_path}")
+
+
+@app.command()
+def predict(
+    bundle: Annotated[Optional[Path], typer.Argument(help="A bundle folder or a run folder")] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Labels per image")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of text")] = False,
+    imagenet: Annotated[Optional[str], typer.Option(help="Use BACKBONE's own ImageNet head instead of a bundle")] = None,
+) -> None:
+    """Top-k labels with probabilities for images, using only what the bundle holds."""
+    from autoft.predict import Predictor, expand_inputs
+
+    inputs = list(images or [])
+    if imagenet is not None:
+        inputs = ([bundle] if bundle is not None else []) + inputs
+        predictor = Predictor.imagenet(imagenet)
+    elif bundle is None:
+        raise AutoftError("predict: give a bundle folder (or --imagenet BACKBONE) and images")
+    else:
+        predictor = Predictor(bundle)
+    if not inputs:
+        raise AutoftError("predict: give at least one image file or folder")
+    preds = predictor.predict(expand_inputs(inputs), top_k=top_k)
+    for p in preds:
+        if as_json:
+            print(json.dumps(p.to_json()))
+        elif p.error:
+            _err(p.error)
+        else:
+            print(f"{p.path}: " + ", ".join(f"{label} {prob:.3f}" for label, prob in p.top))
+    if preds and all(p.error for p in preds):
+        raise typer.Exit(2)
+
+
+@app.command()
+def leaderboard(run: RunDir) -> None:
+    """Print a run's ranked trials again."""
+    from autoft.leaderboard import load_leaderboard
+
+    _print_board(_console(), load_leaderboard(run))
+
+
+@app.command()
+def dashboard(
+    kind: Annotated[str, typer.Argument(help="optuna, ray or visualdl")],
+    run: Annotated[Optional[Path], typer.Argument(help="A run folder")] = None,
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8080,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,
+) -> None:
+    """Serve a dashboard for a run (bound to 127.0.0.1 unless --host)."""
+    from autoft.dashboards import serve
+
+    serve(kind, run, host=host, port=port, storage=storage)
+
+
+@app.command()
+def backbones(pattern: Annotated[str, typer.Argument(help="fnmatch filter, e.g. 'resnet*'")] = "*") -> None:
+    """List the backbones."""
+    from autoft.backbones import get_spec, list_backbones
+
+    for name in list_backbones(pattern):
+        spec = get_spec(name)
+        print(f"{name:22} {spec.default_image_size:4d}px  features {spec.feature_dim:5d}  {spec.weights}")
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the named datasets."""
+    from autoft.data import list_datasets
+
+    for name in list_datasets():
+        print(name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    debug = os.environ.get("AUTOFT_DEBUG") == "1"
+    try:
+        app(args=argv, standalone_mode=False)
+    except AutoftError as exc:
+        if debug:
+            raise
+        _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        if debug or exc.name not in ("paddle", "paddlepaddle"):
+            raise
+        _err("PaddlePaddle is not installed: pip install 'autoft[cpu]' (or 'autoft[gpu]' with CUDA)")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            if debug:
+                raise
+            _err(exc.format_message().splitlines()[0])
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

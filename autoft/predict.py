@@ -1,0 +1,154 @@
+"""Predictor(bundle).predict(paths, top_k): everything it needs comes from the bundle."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoft.bundle import BundleMeta, is_bundle, load_bundle
+from autoft.errors import BundleError, DataError
+
+__all__ = ["Prediction", "Predictor", "expand_inputs", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    top: tuple[tuple[str, float], ...] = ()   # (label, probability), most likely first
+    error: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.top[0][0] if self.top else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "error": self.error,
+                "top": [{"label": label, "probability": round(p, 6)} for label, p in self.top]}
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given; folders become their image files (recursive, sorted)."""
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(path)
+    return out
+
+
+def _resolve_bundle(path: Path) -> Path:
+    """A run folder means its best_model/."""
+    if not is_bundle(path) and is_bundle(path / "best_model"):
+        return path / "best_model"
+    return path
+
+
+class Predictor:
+    """Loads a bundle once; predicts batches of image files."""
+
+    def __init__(self, bundle: str | Path, *, batch_size: int = 32, device: str = "auto") -> None:
+        loaded = load_bundle(_resolve_bundle(Path(bundle)))
+        self.meta: BundleMeta = loaded.meta
+        self.crop_ratio = 1.0
+        self.batch_size = batch_size
+        self.model = self._build(loaded.weights(), device)
+
+    @classmethod
+    def imagenet(cls, backbone: str, *, batch_size: int = 32, device: str = "auto") -> Predictor:
+        """The backbone's own 1000-class ImageNet head, to check its pretrained weights."""
+        from autoft.backbones import create, get_spec, imagenet_class_names
+
+        spec = get_spec(backbone)
+        self = cls.__new__(cls)
+        self.meta = BundleMeta(backbone=backbone, num_classes=1000, class_names=tuple(imagenet_class_names()),
+                               image_size=spec.default_image_size, mean=spec.mean, std=spec.std)
+        self.crop_ratio = 224 / 256  # ImageNet eval: shorter side to size/0.875, centre crop
+        self.batch_size = batch_size
+        _select_device(device)
+        self.model = create(backbone, 1000, "imagenet")
+        self.model.eval()
+        return self
+
+    def _build(self, weights: dict[str, np.ndarray], device: str) -> Any:
+        import paddle
+
+        from autoft.backbones import create
+
+        _select_device(device)
+        model = create(self.meta.backbone, self.meta.num_classes, "none")
+        expected = set(model.state_dict())
+        missing, unexpected = expected - set(weights), set(weights) - expected
+        if missing or unexpected:
+            names = sorted(missing)[:3] or sorted(unexpected)[:3]
+            raise BundleError(f"bundle weights do not fit {self.meta.backbone}: "
+                              f"{len(missing)} missing, {len(unexpected)} unexpected (e.g. {', '.join(names)})")
+        model.set_state_dict({k: paddle.to_tensor(v) for k, v in weights.items()})
+        model.eval()
+        return model
+
+    def _load(self, path: Path) -> np.ndarray:
+        from PIL import Image
+
+        from autoft.data import preprocess_image
+
+        if not path.exists():
+            raise DataError(f"{path}: no such file")
+        try:
+            with Image.open(path) as img:
+                img.load()
+                size = self.meta.image_size
+                big = preprocess_image(img, round(size / self.crop_ratio))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{path}: not a readable image ({type(exc).__name__})") from None
+        off = (big.shape[0] - size) // 2
+        return big[off:off + size, off:off + size]
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        import paddle
+
+        from autoft.data import normalize
+
+        x = paddle.to_tensor(normalize(batch, self.meta.mean, self.meta.std))
+        with paddle.no_grad():
+            return self.model(x).numpy()
+
+    def predict(self, paths: Sequence[str | Path], top_k: int = 5) -> list[Prediction]:
+        """One Prediction per path, in order; unreadable files get an error and the rest are still predicted."""
+        top_k = max(1, min(top_k, self.meta.num_classes))
+        results: dict[int, Prediction] = {}
+        good: list[tuple[int, np.ndarray]] = []
+        for i, p in enumerate(map(Path, paths)):
+            try:
+                good.append((i, self._load(p)))
+            except DataError as exc:
+                results[i] = Prediction(path=str(p), error=str(exc))
+        for start in range(0, len(good), self.batch_size):
+            chunk = good[start:start + self.batch_size]
+            probs = _softmax(self.logits(np.stack([img for _, img in chunk])))
+            for (i, _), row in zip(chunk, probs):
+                order = np.argsort(-row)[:top_k]
+                top = tuple((self.meta.class_names[j], float(row[j])) for j in order)
+                results[i] = Prediction(path=str(paths[i]), top=top)
+        return [results[i] for i in range(len(paths))]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _select_device(device: str) -> None:
+    import paddle
+
+    if device == "cpu" or (device == "auto" and not paddle.device.is_compiled_with_cuda()):
+        paddle.set_device("cpu")
+    elif device in ("auto", "gpu"):
+        paddle.set_device("gpu" if paddle.device.is_compiled_with_cuda() else "cpu")

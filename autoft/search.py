@@ -1,0 +1,473 @@
+"""The only module that imports ray and optuna: Tuner + OptunaSearch + scheduler, trial folders, resume."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoft.bundle import atomic_write_text
+from autoft.config import RunConfig, config_from_dict, config_to_dict
+from autoft.errors import AutoftError, ConfigError
+from autoft.leaderboard import Leaderboard, promote_best, write_leaderboard
+from autoft.records import TrialRecord, TrialStatus, read_trials
+
+__all__ = ["search", "SearchOutcome", "Progress", "resolve_image_size", "load_run_config"]
+
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot for the live display."""
+
+    budget: int
+    done: int
+    running: int
+    stopped: int
+    failed: int
+    best_val_acc: float | None
+    best_params: dict[str, Any]
+    elapsed: float
+    last_event: str = ""
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    run_dir: Path
+    leaderboard: Leaderboard
+    best_model: Path | None
+    stopped_on_budget: bool
+    interrupted: bool
+
+    @property
+    def all_failed(self) -> bool:
+        return bool(self.leaderboard.records) and self.leaderboard.best is None
+
+    def most_common_error(self) -> str:
+        errors = Counter(r.error for r in self.leaderboard.records if r.error)
+        return errors.most_common(1)[0][0] if errors else "no trial finished"
+
+
+def resolve_image_size(cfg: RunConfig) -> int:
+    from autoft.backbones import get_spec
+
+    return cfg.data.image_size or get_spec(cfg.model.backbone).default_image_size
+
+
+def load_trial_data(cfg: RunConfig) -> Any:
+    """The same decoded arrays for every trial (the preprocessing cache makes repeats instant)."""
+    from autoft.data import load_data
+
+    return load_data(dataset=cfg.data.dataset, path=cfg.data.path, image_size=resolve_image_size(cfg),
+                     val_split=cfg.data.val_split, seed=cfg.search.seed,
+                     max_train_per_class=cfg.data.max_train_per_class)
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What every trial needs, shipped once through the object store."""
+
+    cfg: RunConfig
+    run_dir: str
+    param_names: tuple[str, ...]
+
+
+def _error_line(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+
+
+def _trainable(config: dict[str, Any], job: TrialJob) -> None:
+    """One Ray Tune trial: a Paddle fine-tune reporting each evaluation through tune.report."""
+    import paddle
+    from ray import tune
+
+    from autoft.config import apply_params
+    from autoft.errors import TrialError
+    from autoft.trainer import fit
+
+    paddle.disable_signal_handler()
+    trial_id = tune.get_context().get_trial_id()
+    trial_dir = Path(job.run_dir) / "trials" / trial_id
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "error.txt").unlink(missing_ok=True)
+    started = time.time()
+    timeout = job.cfg.search.trial_timeout
+    best = {"val_acc": -1.0}
+
+    def check_time() -> None:
+        if timeout is not None and time.time() - started > timeout:
+            raise TrialError(f"trial exceeded search.trial_timeout ({timeout:g} s)")
+
+    def report(metrics: dict[str, Any]) -> None:
+        best["val_acc"] = max(best["val_acc"], float(metrics["val_acc"]))
+        tune.report({**metrics, "best_val_acc": best["val_acc"]})
+        check_time()
+
+    log_file = (trial_dir / "train.log").open("a", encoding="utf-8")
+
+    def log(message: str) -> None:
+        log_file.write(message + "\n")
+        log_file.flush()
+        check_time()
+
+    try:
+        cfg = apply_params(job.cfg, {k: config[k] for k in job.param_names if k in config})
+        fit(cfg, load_trial_data(cfg), bundle_dir=trial_dir / "bundle", report=report, log=log)
+    except BaseException as exc:
+        atomic_write_text(trial_dir / "error.txt", _error_line(exc) + "\n")
+        raise
+    finally:
+        log_file.close()
+
+
+def _make_sampler(cfg: RunConfig, seed: int) -> Any:
+    import optuna
+
+    name = cfg.search.sampler
+    if name == "tpe":
+        startup = max(2, min(10, cfg.search.trials // 3))
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=startup)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler({p.name: p.grid() for p in cfg.space}, seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    try:
+        import torch  # noqa: F401  (Optuna's GPSampler needs it)
+    except ImportError:
+        raise ConfigError("search.sampler: 'gp' needs PyTorch (pip install torch); use tpe, random, grid, cmaes "
+                          "or qmc") from None
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+def _make_scheduler(cfg: RunConfig) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+    s, epochs = cfg.search, cfg.train.epochs
+    common = {"time_attr": "epoch", "metric": "val_acc", "mode": "max"}
+    if s.scheduler == "asha":
+        return ASHAScheduler(max_t=epochs, grace_period=min(s.grace_period, epochs),
+                             reduction_factor=s.reduction_factor, **common)
+    if s.scheduler == "hyperband":
+        return HyperBandScheduler(max_t=epochs, reduction_factor=s.reduction_factor, **common)
+    if s.scheduler == "median":
+        return MedianStoppingRule(grace_period=s.grace_period, min_samples_required=2, **common)
+    return FIFOScheduler()
+
+
+def _make_searcher(cfg: RunConfig, storage: Any, study_name: str, seed: int, deadline: float | None,
+                   budget_flag: dict[str, bool]) -> Any:
+    from ray.tune.search import Searcher
+    from ray.tune.search.optuna import OptunaSearch
+
+    epochs = cfg.train.epochs
+
+    class _Search(OptunaSearch):
+        """Tags Optuna trials with their Ray id, says PRUNED for trials the scheduler stopped, honours the budget."""
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if deadline is not None and time.time() >= deadline:
+                budget_flag["hit"] = True
+                return Searcher.FINISHED
+            params = super().suggest(trial_id)
+            self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+            return params
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if result and not error and float(result.get("epoch", epochs)) < epochs:
+                self._ot_trials[trial_id].set_user_attr("stopped_early", True)
+                result = None  # OptunaSearch tells PRUNED for a result-less, error-less completion
+            elif result and not error:
+                result = {**result, "val_acc": result.get("best_val_acc", result.get("val_acc"))}
+            super().on_trial_complete(trial_id, result, error)
+
+        def optuna_number(self, trial_id: str) -> int | None:
+            trial = self._ot_trials.get(trial_id)
+            return trial.number if trial is not None else None
+
+    return _Search(space=cfg.space.to_optuna(), metric="val_acc", mode="max", sampler=_make_sampler(cfg, seed),
+                   storage=storage, study_name=study_name)
+
+
+class _Recorder:
+    """A Ray Tune callback: keeps trial.json current (the driver is its only writer) and feeds the display."""
+
+    def __init__(self, run_dir: Path, cfg: RunConfig, searcher: Any, on_progress: Callable[[Progress], None] | None,
+                 started: float) -> None:
+        self.run_dir, self.cfg, self.searcher = run_dir, cfg, searcher
+        self.on_progress, self.started = on_progress, started
+        self.records: dict[str, TrialRecord] = {r.trial_id: r for r in read_trials(run_dir)}
+
+    def _save(self, record: TrialRecord, event: str) -> None:
+        self.records[record.trial_id] = record
+        record.save(self.run_dir / "trials" / record.trial_id)
+        if self.on_progress is not None:
+            self.on_progress(self.snapshot(event))
+
+    def snapshot(self, event: str = "") -> Progress:
+        recs = list(self.records.values())
+        count = Counter(r.status for r in recs)
+        scored = [r for r in recs if r.best is not None and r.status is not TrialStatus.FAILED]
+        best = max(scored, key=lambda r: r.best["val_acc"], default=None)
+        return Progress(budget=self.cfg.search.trials, done=count[TrialStatus.COMPLETED],
+                        running=count[TrialStatus.RUNNING], stopped=count[TrialStatus.STOPPED],
+                        failed=count[TrialStatus.FAILED] + count[TrialStatus.INTERRUPTED],
+                        best_val_acc=best.best["val_acc"] if best else None,
+                        best_params=best.params if best else {}, elapsed=time.time() - self.started,
+                        last_event=event)
+
+    def start(self, trial: Any) -> None:
+        params = {k: trial.config[k] for k in self.cfg.space.names if k in trial.config}
+        old = self.records.get(trial.trial_id)
+        record = TrialRecord(trial_id=trial.trial_id, params=params, status=TrialStatus.RUNNING,
+                             number=self.searcher.optuna_number(trial.trial_id), started=time.time(),
+                             history=old.history if old else ())
+        self._save(record, f"{trial.trial_id} started")
+
+    def result(self, trial: Any, result: dict[str, Any]) -> None:
+        keep = ("epoch", "step", "train_loss", "val_loss", "val_acc", "lr", "seconds")
+        record = self.records.get(trial.trial_id)
+        if record is not None:
+            self._save(record.with_result({k: result[k] for k in keep if k in result}),
+                       f"{trial.trial_id} epoch {result.get('epoch')}: val_acc {result.get('val_acc', 0):.3f}")
+
+    def complete(self, trial: Any) -> None:
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            return
+        early = record.epochs_run < self.cfg.train.epochs
+        status = TrialStatus.STOPPED if early else TrialStatus.COMPLETED
+        self._save(dataclasses.replace(record, status=status, seconds=time.time() - record.started),
+                   f"{trial.trial_id} {status.value}")
+
+    def error(self, trial: Any) -> None:
+        record = self.records.get(trial.trial_id)
+        if record is None:
+            return
+        error_file = self.run_dir / "trials" / trial.trial_id / "error.txt"
+        text = error_file.read_text(encoding="utf-8").strip() if error_file.is_file() else ""
+        if not text:
+            text = _ray_error_line(trial)
+        self._save(dataclasses.replace(record, status=TrialStatus.FAILED, error=text,
+                                       seconds=time.time() - record.started), f"{trial.trial_id} failed: {text}")
+
+    def interrupt_running(self) -> None:
+        for record in list(self.records.values()):
+            if record.status is TrialStatus.RUNNING:
+                self._save(dataclasses.replace(record, status=TrialStatus.INTERRUPTED,
+                                               error="interrupted: the search stopped while it ran"),
+                           f"{record.trial_id} interrupted")
+
+
+def _ray_error_line(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()] if path else []
+    except OSError:
+        lines = []
+    return lines[-1].strip() if lines else "the trial's worker died"
+
+
+def _tune_callback(recorder: _Recorder) -> Any:
+    from ray.tune import Callback
+
+    class _Cb(Callback):
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            recorder.start(trial)
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            recorder.result(trial, result)
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            recorder.complete(trial)
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            recorder.error(trial)
+
+    return _Cb()
+
+
+def _budget_stopper(deadline: float | None, budget_flag: dict[str, bool]) -> Any:
+    """Past the time budget, each running trial stops at its next evaluation (the end of its current epoch)."""
+    if deadline is None:
+        return None
+
+    def stop(trial_id: str, result: dict[str, Any]) -> bool:
+        if time.time() >= deadline:
+            budget_flag["hit"] = True
+            return True
+        return False
+
+    return stop
+
+
+def new_run_dir(cfg: RunConfig, results_dir: str | Path, name: str | None) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(results_dir).resolve() / (name or f"{cfg.name}-{stamp}")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"--name {run_dir.name}: {run_dir} already holds a run; pick another name or --resume it")
+    return run_dir
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / CONFIG_FILE
+    if not Path(run_dir).is_dir():
+        raise AutoftError(f"--resume {run_dir}: no such run folder")
+    if not path.is_file():
+        raise AutoftError(f"--resume {run_dir}: not a run folder ({CONFIG_FILE} missing)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise AutoftError(f"--resume {run_dir}: cannot read {CONFIG_FILE} ({type(exc).__name__})") from None
+    return config_from_dict(raw, source=str(path))
+
+
+def _absolute_data_path(cfg: RunConfig) -> RunConfig:
+    if cfg.data.path is None:
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(cfg.data.path).resolve())))
+
+
+def _storage(run_dir: Path, url: str | None) -> Any:
+    import optuna
+
+    url = url or f"sqlite:///{run_dir / 'optuna.db'}"
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL
+        raise ConfigError(f"--storage {url}: cannot open ({type(exc).__name__}: {exc})") from None
+
+
+def _prepare_resume(run_dir: Path, storage: Any, study_name: str) -> int:
+    """Mark trials that were running when the search died; returns how many trials already count."""
+    import optuna
+    from optuna.trial import TrialState
+
+    records = read_trials(run_dir)
+    for record in records:
+        if record.status is TrialStatus.RUNNING:
+            interrupted = dataclasses.replace(record, status=TrialStatus.INTERRUPTED,
+                                              error="interrupted: the search stopped while it ran")
+            interrupted.save(run_dir / "trials" / record.trial_id)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if trial.state is TrialState.RUNNING:
+            storage.set_trial_system_attr(trial._trial_id, "fail_reason", "interrupted; re-run on resume")
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+    return sum(1 for r in read_trials(run_dir) if r.status.finished or r.status is TrialStatus.FAILED)
+
+
+def _ray_init(address: str | None, dashboard: bool) -> Any:
+    import ray
+
+    if ray.is_initialized():
+        return None
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
+    if address:
+        return ray.init(address=address, **kwargs)
+    temp = tempfile.mkdtemp(prefix="autoft-ray-")
+    return ray.init(include_dashboard=dashboard, _temp_dir=temp, **kwargs)
+
+
+def _max_concurrent(cfg: RunConfig) -> int:
+    import ray
+
+    if cfg.search.max_concurrent != "auto":
+        return int(cfg.search.max_concurrent)
+    res = ray.cluster_resources()
+    need = cfg.search.resources_per_trial
+    slots = int(res.get("CPU", 1) // need.cpu)
+    if need.gpu > 0:
+        slots = min(slots, int(res.get("GPU", 0) // need.gpu))
+    return max(1, slots)
+
+
+def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results", name: str | None = None,
+           resume: str | Path | None = None, address: str | None = None, storage_url: str | None = None,
+           ray_dashboard: bool = False, on_progress: Callable[[Progress], None] | None = None) -> SearchOutcome:
+    """Run (or resume) a search; returns the ranked leaderboard and where the best bundle is."""
+    import ray
+    from ray import tune
+
+    if resume is not None:
+        run_dir = Path(resume).resolve()
+        cfg = load_run_config(run_dir)
+    else:
+        if cfg is None:
+            raise ConfigError("search: give a config or --resume RUN_DIR")
+        cfg = _absolute_data_path(cfg)
+        run_dir = new_run_dir(cfg, results_dir, name)
+    load_trial_data(cfg)  # validates the data and fills the shared cache before any trial starts
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "trials").mkdir(exist_ok=True)
+    if resume is None:
+        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    storage = _storage(run_dir, storage_url)
+    study_name = cfg.name
+    counted = _prepare_resume(run_dir, storage, study_name) if resume is not None else 0
+    remaining = cfg.search.trials - counted
+    started = time.time()
+    budget_flag = {"hit": False}
+    deadline = started + cfg.search.time_budget if cfg.search.time_budget else None
+    interrupted = False
+    if remaining > 0:
+        _enqueue_first(cfg, storage, study_name, resume is not None)
+        _ray_init(address, ray_dashboard)
+        seed = cfg.search.seed + counted  # the same seed on resume would repeat the first configs
+        searcher = _make_searcher(cfg, storage, study_name, seed, deadline, budget_flag)
+        recorder = _Recorder(run_dir, cfg, searcher, on_progress, started)
+        job = TrialJob(cfg=cfg, run_dir=str(run_dir), param_names=tuple(cfg.space.names))
+        res = cfg.search.resources_per_trial
+        trainable = tune.with_resources(tune.with_parameters(_trainable, job=job), {"cpu": res.cpu, "gpu": res.gpu})
+        attempt = sum(1 for p in (run_dir / "ray").glob("tune*")) if (run_dir / "ray").is_dir() else 0
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_make_scheduler(cfg), num_samples=remaining,
+                                        max_concurrent_trials=_max_concurrent(cfg), reuse_actors=True),
+            run_config=tune.RunConfig(name=f"tune-{attempt}", storage_path=str(run_dir / "ray"), verbose=0,
+                                      callbacks=[_tune_callback(recorder)],
+                                      stop=_budget_stopper(deadline, budget_flag),
+                                      failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)),
+        )
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            recorder.interrupt_running()
+            if address is None:
+                ray.shutdown()
+    board = write_leaderboard(run_dir)
+    best = promote_best(run_dir, board)
+    return SearchOutcome(run_dir=run_dir, leaderboard=board, best_model=best,
+                         stopped_on_budget=budget_flag["hit"], interrupted=interrupted)
+
+
+def _enqueue_first(cfg: RunConfig, storage: Any, study_name: str, resuming: bool) -> None:
+    """`search.enqueue` (and PaddleHub init_values) run first; a resumed study already has them."""
+    import optuna
+
+    if resuming or not cfg.search.enqueue:
+        return
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
+    for params in cfg.search.enqueue:
+        study.enqueue_trial(dict(params), skip_if_exists=True)
