@@ -130,8 +130,14 @@ def _fmt_seconds(s: float) -> str:
 
 
 def _print_board(console: Any, board: Any) -> None:
+    """A rich table in a terminal; the Markdown table (pipe-friendly, never wrapped) otherwise."""
     from rich.table import Table
 
+    from autoft.leaderboard import markdown
+
+    if not console.is_terminal:
+        print(markdown(board), end="")
+        return
     table = Table(title="Leaderboard (ranked by val_acc)")
     for col in board.table.columns:
         table.add_column(str(col), overflow="fold")

@@ -96,6 +96,7 @@ def _trainable(config: dict[str, Any], job: TrialJob) -> None:
     from autoft.trainer import fit
 
     paddle.disable_signal_handler()
+    paddle.disable_static()  # dygraph mode is per thread in Paddle, and Tune runs a trial in its own thread
     trial_id = tune.get_context().get_trial_id()
     trial_dir = Path(job.run_dir) / "trials" / trial_id
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -374,18 +375,20 @@ def _prepare_resume(run_dir: Path, storage: Any, study_name: str) -> int:
     return sum(1 for r in read_trials(run_dir) if r.status.finished or r.status is TrialStatus.FAILED)
 
 
-def _ray_init(address: str | None, dashboard: bool) -> Any:
+def _ray_init(address: str | None, dashboard: bool) -> bool:
+    """Start (or attach to) Ray; True when this call started it, so the search also shuts it down."""
     import ray
 
     if ray.is_initialized():
-        return None
+        return False
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
     if address:
-        return ray.init(address=address, **kwargs)
-    temp = tempfile.mkdtemp(prefix="autoft-ray-")
-    return ray.init(include_dashboard=dashboard, _temp_dir=temp, **kwargs)
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(include_dashboard=dashboard, _temp_dir=tempfile.mkdtemp(prefix="autoft-ray-"), **kwargs)
+    return True
 
 
 def _max_concurrent(cfg: RunConfig) -> int:
@@ -431,7 +434,7 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
     interrupted = False
     if remaining > 0:
         _enqueue_first(cfg, storage, study_name, resume is not None)
-        _ray_init(address, ray_dashboard)
+        started_ray = _ray_init(address, ray_dashboard)
         seed = cfg.search.seed + counted  # the same seed on resume would repeat the first configs
         searcher = _make_searcher(cfg, storage, study_name, seed, deadline, budget_flag)
         recorder = _Recorder(run_dir, cfg, searcher, on_progress, started)
@@ -454,7 +457,7 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
             interrupted = True
         finally:
             recorder.interrupt_running()
-            if address is None:
+            if started_ray:
                 ray.shutdown()
     board = write_leaderboard(run_dir)
     best = promote_best(run_dir, board)

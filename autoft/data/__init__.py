@@ -1,0 +1,13 @@
+"""The data layer: load a data set once into a shared cache of uint8 arrays; transforms for training.
+
+numpy + PIL only (no paddle), so the search driver can use it cheaply.
+"""
+from __future__ import annotations
+
+from autoft.data.dataset import ImageData, Split
+from autoft.data.loader import load_data
+from autoft.data.registry import list_datasets
+from autoft.data.transforms import augment, normalize, preprocess_image, read_image
+
+__all__ = ["Split", "ImageData", "load_data", "list_datasets", "preprocess_image", "read_image", "normalize",
+           "augment"]

@@ -1,0 +1,198 @@
+"""The decoded-image cache: uint8 .npy arrays per (source fingerprint, preprocessing), shared via memmap.
+
+Layout: <cache_dir>/<fingerprint>/{train,val,test}_{images,labels}.npy + meta.json. A cache entry is
+built in a temporary folder and renamed into place, so readers never see half an entry; when two
+processes race, the first rename wins and the loser uses the winner's entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoft.data.dataset import Split
+from autoft.data.source import RawSplit, Source, SplitName
+from autoft.errors import DataError
+
+__all__ = ["PREPROCESS_VERSION", "MAX_UNREADABLE_FRACTION", "autoft_home", "default_cache_dir", "fingerprint",
+           "load_or_build"]
+
+PREPROCESS_VERSION = 1
+MAX_UNREADABLE_FRACTION = 0.05
+_CHUNK = 256
+_META = "meta.json"
+
+log = logging.getLogger("autoft.data")
+
+
+def autoft_home() -> Path:
+    """$AUTOFT_HOME, else $XDG_CACHE_HOME/autoft, else ~/.cache/autoft."""
+    home = os.environ.get("AUTOFT_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "autoft"
+
+
+def default_cache_dir() -> Path:
+    return autoft_home() / "cache" / "data"
+
+
+def fingerprint(content_hash: str, image_size: int, params: Mapping[str, Any]) -> str:
+    """24 hex chars of sha256 over the source's content hash, the image size and the split parameters."""
+    payload = {"content": content_hash, "image_size": image_size, "version": PREPROCESS_VERSION, **params}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def load_or_build(
+    source: Source, plan: Mapping[SplitName, RawSplit], key: str, image_size: int, cache_dir: Path
+) -> dict[SplitName, Split]:
+    """Return the splits from the cache entry `key`, decoding `plan` into it first when it is missing."""
+    entry = cache_dir / key
+    splits = _try_load(entry, key)
+    if splits is not None:
+        log.debug("data cache hit: %s", entry)
+        return splits
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _build(tmp, source, plan, key, image_size)
+        _publish(tmp, entry, key)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    splits = _try_load(entry, key)
+    if splits is None:
+        raise DataError(f"{entry}: data cache entry is unreadable right after writing it")
+    return splits
+
+
+def _try_load(entry: Path, key: str) -> dict[SplitName, Split] | None:
+    try:
+        meta = json.loads((entry / _META).read_text())
+        if meta.get("fingerprint") != key or meta.get("preprocess_version") != PREPROCESS_VERSION:
+            return None
+        splits = {
+            SplitName(name): Split(
+                np.load(entry / f"{name}_images.npy", mmap_mode="r"),
+                np.load(entry / f"{name}_labels.npy").astype(np.int64, copy=False),
+            )
+            for name in meta["counts"]
+        }
+    except (OSError, ValueError, KeyError):
+        return None
+    if any(len(splits[SplitName(name)]) != count for name, count in meta["counts"].items()):
+        return None
+    return splits
+
+
+def _publish(tmp: Path, entry: Path, key: str) -> None:
+    if entry.exists() and _try_load(entry, key) is None:
+        # A damaged or stale entry (e.g. an interrupted copy): move it aside, then replace it.
+        trash = entry.with_name(f".trash-{entry.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            entry.rename(trash)
+        except OSError:
+            pass
+        shutil.rmtree(trash, ignore_errors=True)
+    try:
+        tmp.rename(entry)
+    except OSError:
+        if _try_load(entry, key) is None:  # not a concurrent process winning the race: a real error
+            raise
+        log.debug("data cache: another process wrote %s first; using it", entry)
+
+
+def _build(tmp: Path, source: Source, plan: Mapping[SplitName, RawSplit], key: str, image_size: int) -> None:
+    total = sum(len(raw) for raw in plan.values())
+    log.info("decoding %d images from %s at %dx%d into %s", total, source.description, image_size,
+             image_size, tmp.parent)
+    unreadable: list[str] = []
+    counts = {}
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for split, raw in plan.items():
+            labels = _decode_split(tmp, split.value, raw, source, image_size, pool, unreadable)
+            counts[split.value] = int(len(labels))
+            if split is SplitName.TRAIN:
+                _check_every_class_has_images(source, labels)
+    _report_unreadable(source, unreadable, total)
+    meta = {
+        "fingerprint": key,
+        "preprocess_version": PREPROCESS_VERSION,
+        "image_size": image_size,
+        "source": source.description,
+        "class_names": list(source.class_names),
+        "counts": counts,
+        "unreadable": unreadable,
+    }
+    (tmp / _META).write_text(json.dumps(meta, indent=1))
+
+
+def _decode_split(
+    tmp: Path, name: str, raw: RawSplit, source: Source, image_size: int, pool: ThreadPoolExecutor,
+    unreadable: list[str],
+) -> np.ndarray:
+    """Decode into <name>_images.npy (dropping unreadable files); write and return the kept labels."""
+    full = tmp / f"{name}_images.full.npy"
+    images = np.lib.format.open_memmap(full, mode="w+", dtype=np.uint8, shape=(len(raw), image_size, image_size, 3))
+    ok = np.ones(len(raw), dtype=bool)
+
+    def decode(item: Any) -> np.ndarray | str:
+        try:
+            return source.decode(item, image_size)
+        except DataError as exc:
+            return str(exc)
+
+    for start in range(0, len(raw), _CHUNK):
+        chunk = raw.items[start:start + _CHUNK]
+        for offset, result in enumerate(pool.map(decode, chunk)):
+            if isinstance(result, str):
+                ok[start + offset] = False
+                unreadable.append(result)
+            else:
+                images[start + offset] = result
+    images.flush()
+    _compact(full, tmp / f"{name}_images.npy", images, ok)
+    labels = raw.labels[ok]
+    np.save(tmp / f"{name}_labels.npy", labels)
+    return labels
+
+
+def _compact(full: Path, final: Path, images: np.ndarray, ok: np.ndarray) -> None:
+    if ok.all():
+        full.rename(final)
+        return
+    kept = np.lib.format.open_memmap(final, mode="w+", dtype=np.uint8, shape=(int(ok.sum()),) + images.shape[1:])
+    rows = np.flatnonzero(ok)
+    for start in range(0, len(rows), _CHUNK):
+        kept[start:start + _CHUNK] = images[rows[start:start + _CHUNK]]
+    kept.flush()
+    full.unlink()
+
+
+def _check_every_class_has_images(source: Source, labels: np.ndarray) -> None:
+    present = set(np.unique(labels).tolist())
+    missing = [name for i, name in enumerate(source.class_names) if i not in present]
+    if missing:
+        raise DataError(f"{source.description}: class(es) {missing} have no readable training images")
+
+
+def _report_unreadable(source: Source, unreadable: list[str], total: int) -> None:
+    if not unreadable:
+        return
+    first = "; ".join(unreadable[:3]) + (" …" if len(unreadable) > 3 else "")
+    if len(unreadable) > MAX_UNREADABLE_FRACTION * total:
+        raise DataError(f"{source.description}: {len(unreadable)} of {total} images are unreadable "
+                        f"(more than {MAX_UNREADABLE_FRACTION:.0%}): {first}")
+    log.warning("skipped %d unreadable image(s) of %d in %s: %s", len(unreadable), total,
+                source.description, first)
+

@@ -1,0 +1,83 @@
+"""ImageFolder sources: one sub-folder per class, optionally inside train/ val/ (validation/) test/ folders."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from autoft.data.source import RawSplit, Source, SplitName, decode_file, hash_files, is_image_file
+from autoft.errors import DataError
+
+__all__ = ["load_folder"]
+
+_SPLIT_DIRS = {"train": SplitName.TRAIN, "val": SplitName.VAL, "validation": SplitName.VAL, "test": SplitName.TEST}
+
+
+def load_folder(root: Path) -> Source:
+    """Scan `root` (no decoding) into a Source; DataError when the layout breaks a rule."""
+    subdirs = _visible_dirs(root)
+    if not subdirs:
+        raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
+    names = {d.name for d in subdirs}
+    is_split_layout = "train" in names and names <= set(_SPLIT_DIRS) and bool(_visible_dirs(root / "train"))
+    if not is_split_layout:
+        classes = _scan_classes(root)
+        class_names = _check_class_count(root, sorted(classes))
+        splits = {SplitName.TRAIN: _raw_split(classes, class_names)}
+        kind = "ImageFolder"
+    else:
+        if {"val", "validation"} <= names:
+            raise DataError(f"{root}: has both val/ and validation/; keep one")
+        scanned = {_SPLIT_DIRS[d.name]: _scan_classes(d) for d in subdirs}
+        class_names = _check_class_count(root / "train", sorted(scanned[SplitName.TRAIN]))
+        for split, classes in scanned.items():
+            for name in sorted(set(classes) - set(class_names)):
+                folder = next(d for d in subdirs if _SPLIT_DIRS[d.name] == split)
+                raise DataError(f"{folder / name}: class is not in {root / 'train'} (train classes: "
+                                f"{', '.join(class_names)})")
+        splits = {split: _raw_split(classes, class_names) for split, classes in scanned.items()}
+        kind = "ImageFolder, " + "/".join(s.value for s in splits) + " splits"
+    return Source(
+        description=f"{root} ({kind})",
+        class_names=tuple(class_names),
+        splits=splits,
+        content_hash=hash_files(root, class_names, splits),
+        decode=decode_file,
+    )
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _scan_classes(folder: Path) -> dict[str, list[Path]]:
+    classes = {}
+    for class_dir in _visible_dirs(folder):
+        files = _image_files(class_dir)
+        if not files:
+            raise DataError(f"{class_dir}: class folder has no images")
+        classes[class_dir.name] = files
+    return classes
+
+
+def _image_files(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(p for p in (Path(dirpath) / f for f in filenames) if is_image_file(p))
+    return sorted(found)
+
+
+def _check_class_count(folder: Path, class_names: list[str]) -> list[str]:
+    if len(class_names) < 2:
+        raise DataError(f"{folder}: found {len(class_names)} class folder(s) {class_names}; "
+                        "need at least 2 classes")
+    return class_names
+
+
+def _raw_split(classes: dict[str, list[Path]], class_names: list[str]) -> RawSplit:
+    index = {name: i for i, name in enumerate(class_names)}
+    items = [path for name in sorted(classes) for path in classes[name]]
+    labels = [index[name] for name in sorted(classes) for _ in classes[name]]
+    return RawSplit(items, np.asarray(labels, dtype=np.int64))

@@ -1,0 +1,97 @@
+"""`load_data`: resolve a source, plan the splits, decode once into the shared cache, return ImageData."""
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+from typing import Any
+
+from autoft.data import cache
+from autoft.data.csvfile import load_csv
+from autoft.data.dataset import ImageData
+from autoft.data.folder import load_folder
+from autoft.data.lists import is_list_folder, load_lists
+from autoft.data.registry import get_source
+from autoft.data.source import RawSplit, Source, SplitName
+from autoft.data.splitting import cap_per_class, stratified_split
+from autoft.errors import ConfigError, DataError
+
+__all__ = ["load_data", "open_source"]
+
+
+def load_data(
+    *,
+    dataset: str | None,
+    path: str | None,
+    image_size: int,
+    val_split: float = 0.2,
+    seed: int = 0,
+    max_train_per_class: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> ImageData:
+    """Load a named data set or a path (ImageFolder, PaddleHub lists, CSV), decoded and resized to image_size.
+
+    The first call decodes every image into `cache_dir` (default <autoft_home>/cache/data); later calls
+    with the same inputs memory-map the cached arrays and decode nothing.
+    """
+    _check_args(dataset, path, image_size, val_split, max_train_per_class)
+    source = get_source(dataset) if dataset is not None else open_source(Path(str(path)))
+    plan, params = _plan(source, val_split, seed, max_train_per_class)
+    key = cache.fingerprint(source.content_hash, image_size, params)
+    directory = Path(cache_dir).expanduser() if cache_dir is not None else cache.default_cache_dir()
+    splits = cache.load_or_build(source, plan, key, image_size, directory)
+    if len(splits[SplitName.VAL]) == 0:
+        raise DataError(f"{source.description}: the validation split is empty (no class has 2 or more images)")
+    return ImageData(
+        class_names=source.class_names,
+        train=splits[SplitName.TRAIN],
+        val=splits[SplitName.VAL],
+        test=splits.get(SplitName.TEST),
+        fingerprint=key,
+        source=source.description,
+    )
+
+
+def open_source(path: Path) -> Source:
+    """Pick the reader for a path: a .csv file, a folder with train_list.txt, else an ImageFolder."""
+    path = path.expanduser().absolute()
+    if not path.exists():
+        raise DataError(f"{path}: data path does not exist")
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            return load_csv(path)
+        raise DataError(f"{path}: data path must be a folder (ImageFolder or PaddleHub lists) or a .csv file")
+    if not any(path.iterdir()):
+        raise DataError(f"{path}: data folder is empty")
+    if is_list_folder(path):
+        return load_lists(path)
+    return load_folder(path)
+
+
+def _check_args(dataset: str | None, path: str | None, image_size: int, val_split: float,
+                max_train_per_class: int | None) -> None:
+    if (dataset is None) == (path is None):
+        raise ConfigError(f"data: give exactly one of dataset or path, got dataset={dataset!r}, path={path!r}")
+    if not isinstance(image_size, numbers.Integral) or isinstance(image_size, bool) or image_size < 1:
+        raise ConfigError(f"data.image_size: must be an integer >= 1, got {image_size!r}")
+    if not 0 < val_split < 1:
+        raise ConfigError(f"data.val_split: must be in (0, 1), got {val_split!r}")
+    if max_train_per_class is not None and max_train_per_class < 1:
+        raise ConfigError(f"data.max_train_per_class: must be >= 1, got {max_train_per_class!r}")
+
+
+def _plan(
+    source: Source, val_split: float, seed: int, max_train_per_class: int | None
+) -> tuple[dict[SplitName, RawSplit], dict[str, Any]]:
+    """Final per-split items (val split made and train capped when needed) and the parameters that shaped them."""
+    plan = dict(source.splits)
+    params: dict[str, Any] = {"val_split": None, "seed": None, "max_train_per_class": max_train_per_class}
+    if SplitName.VAL not in plan:
+        train_idx, val_idx = stratified_split(plan[SplitName.TRAIN].labels, val_split, seed)
+        plan[SplitName.VAL] = plan[SplitName.TRAIN].take(val_idx)
+        plan[SplitName.TRAIN] = plan[SplitName.TRAIN].take(train_idx)
+        params.update(val_split=val_split, seed=seed)
+    if max_train_per_class is not None:
+        plan[SplitName.TRAIN] = plan[SplitName.TRAIN].take(
+            cap_per_class(plan[SplitName.TRAIN].labels, max_train_per_class, seed))
+        params["seed"] = seed
+    return plan, params

@@ -1,0 +1,94 @@
+"""What a data source yields before decoding: class names, per-split items and labels, a cheap content hash."""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from autoft.data import transforms
+
+__all__ = ["SplitName", "RawSplit", "Source", "IMAGE_EXTENSIONS", "is_image_file", "decode_file", "hash_files",
+           "ArrayDecoder"]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
+
+
+class SplitName(str, Enum):
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+@dataclass(frozen=True, eq=False)
+class RawSplit:
+    """Undecoded items (file paths, or raw image arrays) with their int64 labels, index-aligned."""
+
+    items: Sequence[Any]
+    labels: np.ndarray
+
+    def take(self, indices: np.ndarray) -> RawSplit:
+        if isinstance(self.items, np.ndarray):
+            items: Sequence[Any] = self.items[indices]
+        else:
+            items = [self.items[i] for i in indices]
+        return RawSplit(items, self.labels[indices])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """A data source resolved to items. `splits` always holds TRAIN; VAL and TEST when the source has them."""
+
+    description: str
+    class_names: tuple[str, ...]
+    splits: Mapping[SplitName, RawSplit]
+    content_hash: str
+    decode: Callable[[Any, int], np.ndarray]
+    name_of: Callable[[Any], str] = str
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def decode_file(path: Path, image_size: int) -> np.ndarray:
+    # Looked up on the module at call time so tests can observe (or forbid) decoding.
+    return transforms.read_image(path, image_size)
+
+
+def hash_files(root: Path, class_names: Sequence[str], splits: Mapping[SplitName, RawSplit]) -> str:
+    """sha256 over (split, relative path, size, mtime_ns, label) of every file: cheap, no decoding."""
+    digest = hashlib.sha256()
+    digest.update(repr(tuple(class_names)).encode())
+    for split_name in sorted(splits, key=lambda s: s.value):
+        split = splits[split_name]
+        for path, label in zip(split.items, split.labels.tolist()):
+            stat = os.stat(path)
+            rel = os.path.relpath(path, root)
+            digest.update(f"{split_name.value}\0{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0{label}\n".encode())
+    return digest.hexdigest()
+
+
+class ArrayDecoder:
+    """Decodes items that are indices into a raw image array, loaded on first use (once, thread-safe)."""
+
+    def __init__(self, load: Callable[[], np.ndarray]) -> None:
+        self._load = load
+        self._images: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, index: int, image_size: int) -> np.ndarray:
+        with self._lock:
+            if self._images is None:
+                self._images = self._load()
+        return transforms.preprocess_image(Image.fromarray(self._images[index]), image_size)
