@@ -4,10 +4,13 @@ numpy + PIL only (no paddle), so the search driver can use it cheaply.
 """
 from __future__ import annotations
 
+from autoft.data.catalog import DatasetInfo
+from autoft.data.check import CheckReport, check_dataset, format_report
 from autoft.data.dataset import ImageData, Split
 from autoft.data.loader import load_data
-from autoft.data.registry import list_datasets
+from autoft.data.registry import dataset_info, download_dataset, list_datasets
 from autoft.data.transforms import augment, normalize, preprocess_image, read_image
 
-__all__ = ["Split", "ImageData", "load_data", "list_datasets", "preprocess_image", "read_image", "normalize",
+__all__ = ["Split", "ImageData", "load_data", "list_datasets", "dataset_info", "DatasetInfo", "download_dataset",
+           "check_dataset", "format_report", "CheckReport", "preprocess_image", "read_image", "normalize",
            "augment"]

@@ -13,7 +13,7 @@ from autoft.data.cache import autoft_home
 from autoft.data.source import ArrayDecoder, RawSplit, Source, SplitName
 from autoft.errors import DataError
 
-__all__ = ["CLASS_NAMES", "read_idx", "find_fashion_mnist", "load_fashion_mnist"]
+__all__ = ["CLASS_NAMES", "FILES", "SYSTEM_DIR", "read_idx", "find_fashion_mnist", "load_fashion_mnist"]
 
 # Readable, filesystem- and label-safe versions of the official names (T-shirt/top … Ankle boot).
 CLASS_NAMES = ("tshirt_top", "trouser", "pullover", "dress", "coat",
@@ -24,7 +24,7 @@ FILES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
-_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
+SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -41,7 +41,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 def find_fashion_mnist() -> Path:
     """The folder holding the four idx files: $AUTOFT_HOME/datasets/fashion-mnist, else the Debian one."""
-    candidates = [autoft_home() / "datasets" / "fashion-mnist", _SYSTEM_DIR]
+    candidates = [autoft_home() / "datasets" / "fashion-mnist", SYSTEM_DIR]
     for folder in candidates:
         if all((folder / name).is_file() for name in FILES.values()):
             return folder

@@ -1,4 +1,9 @@
-"""ImageFolder sources: one sub-folder per class, optionally inside train/ val/ (validation/) test/ folders."""
+"""ImageFolder sources: one sub-folder per class, optionally inside train/ val/ (validation/) test/ folders.
+
+With `flatten_nested=True` every folder that holds images directly is a class named by its path below the
+class root, joined with NESTED_SEPARATOR ("animals/cat"): "/" cannot occur in a folder name, so the names
+never collide.
+"""
 from __future__ import annotations
 
 import os
@@ -9,27 +14,30 @@ import numpy as np
 from autoft.data.source import RawSplit, Source, SplitName, decode_file, hash_files, is_image_file
 from autoft.errors import DataError
 
-__all__ = ["load_folder"]
+__all__ = ["load_folder", "NESTED_SEPARATOR"]
+
+NESTED_SEPARATOR = "/"
 
 _SPLIT_DIRS = {"train": SplitName.TRAIN, "val": SplitName.VAL, "validation": SplitName.VAL, "test": SplitName.TEST}
 
 
-def load_folder(root: Path) -> Source:
+def load_folder(root: Path, *, flatten_nested: bool = False) -> Source:
     """Scan `root` (no decoding) into a Source; DataError when the layout breaks a rule."""
+    scan = _scan_nested if flatten_nested else _scan_classes
     subdirs = _visible_dirs(root)
     if not subdirs:
         raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
     names = {d.name for d in subdirs}
     is_split_layout = "train" in names and names <= set(_SPLIT_DIRS) and bool(_visible_dirs(root / "train"))
     if not is_split_layout:
-        classes = _scan_classes(root)
+        classes = scan(root)
         class_names = _check_class_count(root, sorted(classes))
         splits = {SplitName.TRAIN: _raw_split(classes, class_names)}
-        kind = "ImageFolder"
+        kind = "ImageFolder, nested classes flattened" if flatten_nested else "ImageFolder"
     else:
         if {"val", "validation"} <= names:
             raise DataError(f"{root}: has both val/ and validation/; keep one")
-        scanned = {_SPLIT_DIRS[d.name]: _scan_classes(d) for d in subdirs}
+        scanned = {_SPLIT_DIRS[d.name]: scan(d) for d in subdirs}
         class_names = _check_class_count(root / "train", sorted(scanned[SplitName.TRAIN]))
         for split, classes in scanned.items():
             for name in sorted(set(classes) - set(class_names)):
@@ -58,6 +66,20 @@ def _scan_classes(folder: Path) -> dict[str, list[Path]]:
         if not files:
             raise DataError(f"{class_dir}: class folder has no images")
         classes[class_dir.name] = files
+    return classes
+
+
+def _scan_nested(folder: Path) -> dict[str, list[Path]]:
+    classes = {}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        files = sorted(p for p in (here / f for f in filenames) if is_image_file(p))
+        if files and here != folder:
+            classes[NESTED_SEPARATOR.join(here.relative_to(folder).parts)] = files
+    if not classes:
+        raise DataError(f"{folder}: no sub-folder holds images (data.flatten_nested makes every folder of "
+                        "images a class)")
     return classes
 
 

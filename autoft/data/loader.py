@@ -26,16 +26,20 @@ def load_data(
     val_split: float = 0.2,
     seed: int = 0,
     max_train_per_class: int | None = None,
+    max_val_per_class: int | None = None,
     cache_dir: str | Path | None = None,
+    flatten_nested: bool = False,
 ) -> ImageData:
     """Load a named data set or a path (ImageFolder, PaddleHub lists, CSV), decoded and resized to image_size.
 
     The first call decodes every image into `cache_dir` (default <autoft_home>/cache/data); later calls
-    with the same inputs memory-map the cached arrays and decode nothing.
+    with the same inputs memory-map the cached arrays and decode nothing. `flatten_nested`: in an
+    ImageFolder, every folder of images is a class named by its relative path ("animals/cat").
     """
     _check_args(dataset, path, image_size, val_split, max_train_per_class)
-    source = get_source(dataset) if dataset is not None else open_source(Path(str(path)))
-    plan, params = _plan(source, val_split, seed, max_train_per_class)
+    source = get_source(dataset) if dataset is not None else open_source(Path(str(path)),
+                                                                          flatten_nested=flatten_nested)
+    plan, params = _plan(source, val_split, seed, max_train_per_class, max_val_per_class)
     key = cache.fingerprint(source.content_hash, image_size, params)
     directory = Path(cache_dir).expanduser() if cache_dir is not None else cache.default_cache_dir()
     splits = cache.load_or_build(source, plan, key, image_size, directory)
@@ -51,7 +55,7 @@ def load_data(
     )
 
 
-def open_source(path: Path) -> Source:
+def open_source(path: Path, *, flatten_nested: bool = False) -> Source:
     """Pick the reader for a path: a .csv file, a folder with train_list.txt, else an ImageFolder."""
     path = path.expanduser().absolute()
     if not path.exists():
@@ -64,7 +68,7 @@ def open_source(path: Path) -> Source:
         raise DataError(f"{path}: data folder is empty")
     if is_list_folder(path):
         return load_lists(path)
-    return load_folder(path)
+    return load_folder(path, flatten_nested=flatten_nested)
 
 
 def _check_args(dataset: str | None, path: str | None, image_size: int, val_split: float,
@@ -80,7 +84,7 @@ def _check_args(dataset: str | None, path: str | None, image_size: int, val_spli
 
 
 def _plan(
-    source: Source, val_split: float, seed: int, max_train_per_class: int | None
+    source: Source, val_split: float, seed: int, max_train_per_class: int | None, max_val_per_class: int | None = None
 ) -> tuple[dict[SplitName, RawSplit], dict[str, Any]]:
     """Final per-split items (val split made and train capped when needed) and the parameters that shaped them."""
     plan = dict(source.splits)
@@ -90,8 +94,10 @@ def _plan(
         plan[SplitName.VAL] = plan[SplitName.TRAIN].take(val_idx)
         plan[SplitName.TRAIN] = plan[SplitName.TRAIN].take(train_idx)
         params.update(val_split=val_split, seed=seed)
-    if max_train_per_class is not None:
-        plan[SplitName.TRAIN] = plan[SplitName.TRAIN].take(
-            cap_per_class(plan[SplitName.TRAIN].labels, max_train_per_class, seed))
-        params["seed"] = seed
+    for split, cap in ((SplitName.TRAIN, max_train_per_class), (SplitName.VAL, max_val_per_class)):
+        if cap is not None:
+            plan[split] = plan[split].take(cap_per_class(plan[split].labels, cap, seed))
+            params["seed"] = seed
+    if max_val_per_class is not None:
+        params["max_val_per_class"] = max_val_per_class
     return plan, params

@@ -87,8 +87,12 @@ class ArrayDecoder:
         self._images: np.ndarray | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, index: int, image_size: int) -> np.ndarray:
+    def images(self) -> np.ndarray:
+        """The whole raw array (uint8 [N, H, W] or [N, H, W, C]), loaded on first use."""
         with self._lock:
             if self._images is None:
                 self._images = self._load()
-        return transforms.preprocess_image(Image.fromarray(self._images[index]), image_size)
+        return self._images
+
+    def __call__(self, index: int, image_size: int) -> np.ndarray:
+        return transforms.preprocess_image(Image.fromarray(self.images()[index]), image_size)

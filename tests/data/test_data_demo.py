@@ -12,7 +12,8 @@ from autoft.errors import DataError
 
 
 def test_list_datasets() -> None:
-    assert list_datasets() == ["fashion-mnist", "fashion-mnist-demo"]
+    assert list_datasets() == ["dogcat", "fashion-mnist", "fashion-mnist-demo", "flowers", "food101", "indoor67",
+                               "stanforddogs"]
 
 
 def test_demo_loads_10_classes_3000_train_1000_val(cache_dir: Path) -> None:
@@ -51,7 +52,7 @@ def test_demo_file_is_small_self_describing_and_attributed() -> None:
 def test_full_fashion_mnist_missing_files_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from autoft.data import fashion_mnist
 
-    monkeypatch.setattr(fashion_mnist, "_SYSTEM_DIR", tmp_path / "none")
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_DIR", tmp_path / "none")
     with pytest.raises(DataError, match=r"fashion-mnist: the files .* are in none of .*apt install"):
         find_fashion_mnist()
 

@@ -101,7 +101,8 @@ def test_csv_missing_image(tmp_path: Path, cache_dir: Path) -> None:
 
 def test_unknown_dataset_suggests_the_nearest_name(cache_dir: Path) -> None:
     with pytest.raises(DataError, match=r"unknown name 'fashion-mnist-dem'; did you mean 'fashion-mnist-demo'\? "
-                                        r"\(valid: fashion-mnist, fashion-mnist-demo\)"):
+                                        r"\(valid: dogcat, fashion-mnist, fashion-mnist-demo, flowers, food101, "
+                                        r"indoor67, stanforddogs\)"):
         load_data(dataset="fashion-mnist-dem", path=None, image_size=8, cache_dir=cache_dir)
 
 

@@ -116,3 +116,25 @@ def test_csv_without_split_column(tmp_path: Path, cache_dir: Path, make_image) -
     assert data.class_names == ("a", "b")
     assert len(data.train) + len(data.val) == 10
     assert np.bincount(data.val.labels).tolist() == [1, 1]
+
+
+def test_flatten_nested_makes_every_folder_of_images_a_class(tmp_path: Path, cache_dir: Path,
+                                                             make_class_folder) -> None:
+    root = tmp_path / "nested"
+    make_class_folder(root / "animals", {"cat": 3, "dog": 2})
+    make_class_folder(root / "plants" / "trees", {"oak": 2}, start_seed=20)
+    make_class_folder(root, {"rocks": 2}, start_seed=40)
+    nested = _load(root, cache_dir, flatten_nested=True)
+    assert nested.class_names == ("animals/cat", "animals/dog", "plants/trees/oak", "rocks")
+    assert len(nested.train) + len(nested.val) == 9
+    assert nested.source == f"{root} (ImageFolder, nested classes flattened)"
+    plain = _load(root, cache_dir)  # opt-in: the default keeps top-level folders as classes
+    assert plain.class_names == ("animals", "plants", "rocks") and plain.fingerprint != nested.fingerprint
+
+
+def test_flatten_nested_with_split_folders(tmp_path: Path, cache_dir: Path, make_class_folder) -> None:
+    root = tmp_path / "ds"
+    make_class_folder(root / "train" / "a", {"x": 3, "y": 3})
+    make_class_folder(root / "test" / "a", {"y": 1}, start_seed=30)
+    data = _load(root, cache_dir, flatten_nested=True)
+    assert data.class_names == ("a/x", "a/y") and len(data.test) == 1 and data.test.labels.tolist() == [1]
