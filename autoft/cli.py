@@ -64,7 +64,8 @@ def search(
     display = _Display(console, quiet=quiet, plain=plain or not console.is_terminal)
     with display:
         outcome = run_search(cfg, results_dir=results_dir, name=name, resume=resume, address=address,
-                             storage_url=storage, ray_dashboard=ray_dashboard, on_progress=display.update)
+                             storage_url=storage, ray_dashboard=ray_dashboard, on_progress=display.update,
+                             on_dashboard=lambda url: display.note(_ray_dashboard_line(url)))
     _print_board(console, outcome.leaderboard)
     run = outcome.run_dir
     if outcome.interrupted:
@@ -79,6 +80,13 @@ def search(
     elif outcome.all_failed:
         _err(f"every trial failed; most common error: {outcome.most_common_error()}")
         raise typer.Exit(1)
+    if (run / "report" / "report.html").is_file():
+        console.print(f"Report: {run / 'report' / 'report.html'}")
+
+
+def _ray_dashboard_line(url: str) -> str:
+    token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"  # ray.init sets it when token auth is on
+    return f"Ray dashboard: {url}" + ("  (it asks for the token `ray get-auth-token` prints)" if token else "")
 
 
 class _Display:
@@ -99,6 +107,13 @@ class _Display:
     def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
             self.live.__exit__(*exc)
+
+    def note(self, message: str) -> None:
+        """A line that stays (above a live display), printed even with --quiet: the user asked for it."""
+        if self.live is not None:
+            self.live.console.print(message)
+        else:
+            print(message, flush=True)
 
     def update(self, p: Progress) -> None:
         if self.quiet:
@@ -183,14 +198,14 @@ def predict(
         raise AutoftError("predict: give at least one image file or folder")
     preds = predictor.predict(expand_inputs(inputs), top_k=top_k)
     for p in preds:
+        if p.error:
+            _err(p.error)
         if as_json:
             print(json.dumps(p.to_json()))
-        elif p.error:
-            _err(p.error)
-        else:
+        elif not p.error:
             print(f"{p.path}: " + ", ".join(f"{label} {prob:.3f}" for label, prob in p.top))
-    if preds and all(p.error for p in preds):
-        raise typer.Exit(2)
+    if any(p.error for p in preds):
+        raise typer.Exit(2)  # the readable images were still predicted
 
 
 @app.command()
@@ -206,13 +221,27 @@ def dashboard(
     kind: Annotated[str, typer.Argument(help="optuna, ray or visualdl")],
     run: Annotated[Optional[Path], typer.Argument(help="A run folder")] = None,
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port")] = 8080,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: optuna 8080, visualdl 8040)")] = None,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,
 ) -> None:
     """Serve a dashboard for a run (bound to 127.0.0.1 unless --host)."""
     from autoft.dashboards import serve
 
     serve(kind, run, host=host, port=port, storage=storage)
+
+
+@app.command()
+def report(
+    run: RunDir,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,
+) -> None:
+    """Draw a run's plots (PNG) and a self-contained report.html into RUN/report/."""
+    from autoft.report import write_report
+
+    written = write_report(run, storage_url=storage)
+    for plot in written.plots:
+        print(f"{plot.title}: {plot.path} ({plot.note})" if plot.path is not None else f"{plot.title}: {plot.note}")
+    print(f"Report: {written.html}")
 
 
 @app.command()
@@ -234,11 +263,39 @@ def datasets_list() -> None:
         print(name)
 
 
+@datasets_app.command("download")
+def datasets_download(
+    name: Annotated[str, typer.Argument(help="A dataset name (see `autoft datasets list`)")],
+    force: Annotated[bool, typer.Option(help="Download and extract again even when it is ready")] = False,
+) -> None:
+    """Download, verify and extract a named dataset into AUTOFT_HOME/datasets (resumes a partial download)."""
+    from autoft.data import dataset_info, download_dataset
+
+    info = dataset_info(name)
+    root = download_dataset(name, force=force)
+    print(f"{name}: ready at {root} ({info.num_classes} classes, {info.size}; licence: {info.licence})")
+
+
+@datasets_app.command("check")
+def datasets_check(
+    target: Annotated[str, typer.Argument(help="A dataset name, or a path (ImageFolder, PaddleHub lists, CSV)")],
+    flatten_nested: Annotated[bool, typer.Option(help="Nested folders of images are classes (a/b → 'a/b')")] = False,
+) -> None:
+    """Counts per class and split, imbalance, corrupt files, duplicates across splits, tiny images."""
+    from autoft.data import check_dataset, format_report
+
+    report = check_dataset(target, flatten_nested=flatten_nested)
+    print(format_report(report))
+    report.raise_for_errors()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     debug = os.environ.get("AUTOFT_DEBUG") == "1"
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except AutoftError as exc:
         if debug:
             raise

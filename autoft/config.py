@@ -60,6 +60,12 @@ def _fraction(key: str, value: Any) -> Any:
     return value
 
 
+def _open_fraction(key: str, value: Any) -> Any:
+    if not 0 < value < 1:
+        raise ConfigError(f"{key}: must be in (0, 1), got {value!r}")
+    return value
+
+
 def _epoch_or_steps(key: str, value: Any) -> Any:
     if value == "epoch" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
@@ -96,15 +102,33 @@ def parse_duration(key: str, value: Any) -> float | None:
 class DataConfig:
     dataset: str | None = field(default=None, metadata=_meta(help="registry name, e.g. fashion-mnist-demo"))
     path: str | None = field(default=None, metadata=_meta(help="ImageFolder, PaddleHub lists or CSV"))
-    val_split: float = field(default=0.2, metadata=_meta(_fraction))
+    val_split: float = field(default=0.2, metadata=_meta(_open_fraction))
     image_size: int | None = field(default=None, metadata=_meta(_positive))
     max_train_per_class: int | None = field(default=None, metadata=_meta(_positive))
+    max_val_per_class: int | None = field(default=None, metadata=_meta(_positive))
+
+
+def _backbone(key: str, value: Any) -> Any:
+    from autoft.backbones.registry import get_spec  # paddle-free: names and specs only
+
+    try:
+        get_spec(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    return value
+
+
+def _pretrained(key: str, value: Any) -> Any:
+    if value in ("imagenet", "none") or Path(value).expanduser().exists():
+        return value
+    raise ConfigError(f"{key}: must be imagenet, none, or an existing weights file or bundle folder; "
+                      f"no such path {value!r}")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "efficientnet_lite0"
-    pretrained: str = "imagenet"
+    backbone: str = field(default="efficientnet_lite0", metadata=_meta(_backbone))
+    pretrained: str = field(default="imagenet", metadata=_meta(_pretrained))
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,24 @@
-"""`autoft dashboard {optuna|ray|visualdl}`: serve a run's dashboards on 127.0.0.1 by default."""
+"""`autoft dashboard {optuna|ray|visualdl}`: serve a run's dashboards, bound to 127.0.0.1 unless told otherwise."""
 from __future__ import annotations
 
-import shutil
+import ipaddress
 import subprocess
 import sys
 from pathlib import Path
 
 from autoft.errors import AutoftError, ConfigError
 
-__all__ = ["serve", "KINDS"]
+__all__ = ["serve", "KINDS", "DEFAULT_PORTS", "ray_dashboard_help"]
 
 KINDS = ("optuna", "ray", "visualdl")
+DEFAULT_PORTS = {"optuna": 8080, "visualdl": 8040, "ray": 8265}
 
 
 def _run_dir(run: Path | None, kind: str) -> Path:
     if run is None:
         raise AutoftError(f"dashboard {kind}: give a run folder, e.g. results/demo-20260101-120000")
     if not (Path(run) / "config.yaml").is_file():
-        raise AutoftError(f"{run}: not a run folder (config.yaml missing)")
+        raise AutoftError(f"dashboard {kind}: {run} is not a run folder (config.yaml missing)")
     return Path(run)
 
 
@@ -26,37 +27,79 @@ def _storage_url(run: Path | None, storage: str | None) -> str:
         return storage
     db = _run_dir(run, "optuna") / "optuna.db"
     if not db.is_file():
-        raise AutoftError(f"{run}: no optuna.db in the run folder; pass --storage URL if the study lives elsewhere")
+        raise AutoftError(f"dashboard optuna: no optuna.db in {run}; pass --storage URL if the study lives elsewhere")
     return f"sqlite:///{db.resolve()}"
 
 
-def serve(kind: str, run: Path | None, *, host: str = "127.0.0.1", port: int = 8080, storage: str | None = None) -> None:
+def serve(kind: str, run: Path | None, *, host: str = "127.0.0.1", port: int | None = None,
+          storage: str | None = None) -> None:
+    """Serve until Ctrl-C (optuna, visualdl); for ray, say how to reach the Ray dashboard."""
     if kind not in KINDS:
         raise ConfigError(f"dashboard: unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    port = DEFAULT_PORTS[kind] if port is None else port
+    if not 0 < port < 65536:
+        raise ConfigError(f"dashboard --port: must be in 1..65535, got {port}")
+    if kind == "ray":
+        print(ray_dashboard_help())
+        return
+    _warn_if_exposed(host)
     if kind == "optuna":
         _optuna(_storage_url(run, storage), host, port)
-    elif kind == "visualdl":
-        _visualdl(_run_dir(run, kind), host, port)
     else:
-        print("The Ray dashboard lives while Ray runs: start a search with `autoft search --ray-dashboard` "
-              "(needs `pip install 'ray[default]'`) and open the URL it prints (usually http://127.0.0.1:8265). "
-              "With --address, open your cluster's dashboard.")
+        _visualdl(_run_dir(run, kind), host, port)
+
+
+def _warn_if_exposed(host: str) -> None:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        print(f"warning: serving on {host}: the dashboard has no login; anyone who can reach this port can read "
+              "the run", file=sys.stderr)
 
 
 def _optuna(url: str, host: str, port: int) -> None:
+    import optuna
     from optuna_dashboard import run_server
 
-    print(f"Optuna dashboard for {url}: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        summaries = optuna.get_all_study_summaries(url, include_best_trial=False)
+    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL
+        raise AutoftError(f"dashboard optuna: cannot open {url} ({type(exc).__name__}: {exc})") from None
+    studies = ", ".join(f"{s.study_name} ({s.n_trials} trials)" for s in summaries) or "no study yet"
+    print(f"Optuna dashboard for {url} [{studies}]: http://{_url_host(host)}:{port}/  (Ctrl-C to stop)", flush=True)
     run_server(url, host=host, port=port)
 
 
 def _visualdl(run: Path, host: str, port: int) -> None:
     logdir = run / "trials"
-    exe = shutil.which("visualdl") or str(Path(sys.executable).with_name("visualdl"))
-    print(f"VisualDL for {logdir}: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
-    cmd = [exe, "--logdir", str(logdir), "--host", host, "--port", str(port), "--language", "en",
-           "--disable-telemetry"]
+    logged = sorted(p.parent.name for p in logdir.glob("*/visualdl")) if logdir.is_dir() else []
+    if not logged:
+        print(f"note: no trial in {logdir} has VisualDL logs yet; trials write trials/<id>/visualdl/ as they "
+              "evaluate", file=sys.stderr)
+    print(f"VisualDL for {logdir} ({len(logged)} trials): http://{_url_host(host)}:{port}/  (Ctrl-C to stop)",
+          flush=True)
+    cmd = [sys.executable, "-m", "visualdl.server.app", "--logdir", str(logdir), "--host", host,
+           "--port", str(port), "--language", "en", "--disable-telemetry"]
     try:
         subprocess.run(cmd, check=False)
     except KeyboardInterrupt:
         pass
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def ray_dashboard_help() -> str:
+    return (
+        "The Ray dashboard lives as long as the Ray instance that runs the trials:\n"
+        "  local:   autoft search CONFIG --ray-dashboard   (needs: pip install 'autoft[ray-dashboard]', i.e. "
+        "ray[default])\n"
+        "           prints 'Ray dashboard: http://127.0.0.1:8265' when Ray starts; it closes when the search ends.\n"
+        "  cluster: autoft search CONFIG --address ray://HEAD:10001 (or auto) prints the cluster's dashboard URL "
+        "when it attaches;\n"
+        "           it is usually http://HEAD:8265 and outlives the search.\n"
+        "With Ray's token authentication on, the page asks for the token that `ray get-auth-token` prints.")

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import logging
 import os
 import tempfile
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from autoft.config import RunConfig, config_from_dict, config_to_dict
 from autoft.errors import AutoftError, ConfigError
 from autoft.leaderboard import Leaderboard, promote_best, write_leaderboard
 from autoft.records import TrialRecord, TrialStatus, read_trials
+from autoft.report import try_write_report
 
 __all__ = ["search", "SearchOutcome", "Progress", "resolve_image_size", "load_run_config"]
 
@@ -69,7 +72,8 @@ def load_trial_data(cfg: RunConfig) -> Any:
 
     return load_data(dataset=cfg.data.dataset, path=cfg.data.path, image_size=resolve_image_size(cfg),
                      val_split=cfg.data.val_split, seed=cfg.search.seed,
-                     max_train_per_class=cfg.data.max_train_per_class)
+                     max_train_per_class=cfg.data.max_train_per_class,
+                     max_val_per_class=cfg.data.max_val_per_class)
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ def _trainable(config: dict[str, Any], job: TrialJob) -> None:
     from autoft.config import apply_params
     from autoft.errors import TrialError
     from autoft.trainer import fit
+    from autoft.visuallog import TrialLog
 
     paddle.disable_signal_handler()
     paddle.disable_static()  # dygraph mode is per thread in Paddle, and Tune runs a trial in its own thread
@@ -111,10 +116,13 @@ def _trainable(config: dict[str, Any], job: TrialJob) -> None:
 
     def report(metrics: dict[str, Any]) -> None:
         best["val_acc"] = max(best["val_acc"], float(metrics["val_acc"]))
+        visual.write(metrics)
         tune.report({**metrics, "best_val_acc": best["val_acc"]})
         check_time()
 
     log_file = (trial_dir / "train.log").open("a", encoding="utf-8")
+    params = {k: config[k] for k in job.param_names if k in config}
+    visual = TrialLog(trial_dir, params, warn=lambda message: log_file.write(message + "\n"))
 
     def log(message: str) -> None:
         log_file.write(message + "\n")
@@ -122,12 +130,13 @@ def _trainable(config: dict[str, Any], job: TrialJob) -> None:
         check_time()
 
     try:
-        cfg = apply_params(job.cfg, {k: config[k] for k in job.param_names if k in config})
+        cfg = apply_params(job.cfg, params)
         fit(cfg, load_trial_data(cfg), bundle_dir=trial_dir / "bundle", report=report, log=log)
     except BaseException as exc:
         atomic_write_text(trial_dir / "error.txt", _error_line(exc) + "\n")
         raise
     finally:
+        visual.close()
         log_file.close()
 
 
@@ -188,6 +197,12 @@ def _make_searcher(cfg: RunConfig, storage: Any, study_name: str, seed: int, dea
             return params
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            if result and not error and trial_id in self._ot_trials and "val_acc" in result:
+                # Tune gives the result that ends a trial (ASHA's stop, the last epoch) only to this hook, so
+                # Optuna would miss that epoch's intermediate value; a repeat of a reported step is a no-op.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self._ot_trials[trial_id].report(float(result["val_acc"]), int(result["training_iteration"]))
             if result and not error and float(result.get("epoch", epochs)) < epochs:
                 self._ot_trials[trial_id].set_user_attr("stopped_early", True)
                 result = None  # OptunaSearch tells PRUNED for a result-less, error-less completion
@@ -211,6 +226,10 @@ class _Recorder:
         self.run_dir, self.cfg, self.searcher = run_dir, cfg, searcher
         self.on_progress, self.started = on_progress, started
         self.records: dict[str, TrialRecord] = {r.trial_id: r for r in read_trials(run_dir)}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state; a live display (locks, terminals) stays behind.
+        return {**self.__dict__, "on_progress": None}
 
     def _save(self, record: TrialRecord, event: str) -> None:
         self.records[record.trial_id] = record
@@ -336,15 +355,20 @@ def load_run_config(run_dir: Path) -> RunConfig:
     return config_from_dict(raw, source=str(path))
 
 
-def _absolute_data_path(cfg: RunConfig) -> RunConfig:
-    if cfg.data.path is None:
-        return cfg
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(cfg.data.path).resolve())))
+def _absolute_paths(cfg: RunConfig) -> RunConfig:
+    """Trials run in other working folders (and on other nodes): relative paths mean the user's current folder."""
+    if cfg.data.path is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=str(Path(cfg.data.path).resolve())))
+    if cfg.model.pretrained not in ("imagenet", "none"):
+        pretrained = str(Path(cfg.model.pretrained).expanduser().resolve())
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=pretrained))
+    return cfg
 
 
 def _storage(run_dir: Path, url: str | None) -> Any:
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = url or f"sqlite:///{run_dir / 'optuna.db'}"
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
@@ -352,43 +376,76 @@ def _storage(run_dir: Path, url: str | None) -> Any:
         raise ConfigError(f"--storage {url}: cannot open ({type(exc).__name__}: {exc})") from None
 
 
-def _prepare_resume(run_dir: Path, storage: Any, study_name: str) -> int:
-    """Mark trials that were running when the search died; returns how many trials already count."""
+def _prepare_resume(run_dir: Path, storage: Any, study_name: str, epochs: int) -> int:
+    """Reconcile trial.json files with the Optuna study after a crash; returns how many trials already count.
+
+    Trials that were running are re-run: their Optuna trial is failed (with a reason) and its params enqueued,
+    their folder moves to interrupted/. A trial that finished on one side only is completed on the other.
+    """
     import optuna
     from optuna.trial import TrialState
 
-    records = read_trials(run_dir)
-    for record in records:
-        if record.status is TrialStatus.RUNNING:
-            interrupted = dataclasses.replace(record, status=TrialStatus.INTERRUPTED,
-                                              error="interrupted: the search stopped while it ran")
-            interrupted.save(run_dir / "trials" / record.trial_id)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
-        return 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        if trial.state is TrialState.RUNNING:
-            storage.set_trial_system_attr(trial._trial_id, "fail_reason", "interrupted; re-run on resume")
-            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            study.enqueue_trial(trial.params, skip_if_exists=False)
-    return sum(1 for r in read_trials(run_dir) if r.status.finished or r.status is TrialStatus.FAILED)
+        study = None
+    by_ray = {t.user_attrs.get("ray_trial_id"): t for t in study.get_trials(deepcopy=False)} if study else {}
+    finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    for record in read_trials(run_dir):
+        if record.status not in (TrialStatus.RUNNING, TrialStatus.INTERRUPTED):
+            continue
+        ot = by_ray.get(record.trial_id)
+        if ot is not None and ot.state in finished_states and record.best is not None:
+            status = TrialStatus.COMPLETED if record.epochs_run >= epochs else TrialStatus.STOPPED
+            dataclasses.replace(record, status=status, error=None).save(run_dir / "trials" / record.trial_id)
+        else:
+            (run_dir / "interrupted").mkdir(exist_ok=True)
+            os.replace(run_dir / "trials" / record.trial_id, run_dir / "interrupted" / record.trial_id)
+    records = {r.trial_id: r for r in read_trials(run_dir)}
+    for ot in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if study else []:
+        record = records.get(ot.user_attrs.get("ray_trial_id"))
+        if record is not None and record.status.finished:
+            early = record.status is TrialStatus.STOPPED
+            storage.set_trial_state_values(ot._trial_id, TrialState.PRUNED if early else TrialState.COMPLETE,
+                                           None if early else [record.best["val_acc"]])
+            continue
+        storage.set_trial_system_attr(ot._trial_id, "fail_reason", "interrupted; re-run on resume")
+        storage.set_trial_state_values(ot._trial_id, TrialState.FAIL)
+        study.enqueue_trial(ot.params, skip_if_exists=False)
+    return sum(1 for r in records.values() if r.status.finished or r.status is TrialStatus.FAILED)
 
 
-def _ray_init(address: str | None, dashboard: bool) -> bool:
+def _ray_init(address: str | None, dashboard: bool, on_dashboard: Callable[[str], None] | None = None) -> bool:
     """Start (or attach to) Ray; True when this call started it, so the search also shuts it down."""
     import ray
 
     if ray.is_initialized():
         return False
+    # Ray keeps token auth on; its notice about it is not news to an autoft user. Failed trials are recorded in
+    # trial.json and the leaderboard, so Tune's own tracebacks on the console only repeat them (AUTOFT_DEBUG=1 shows).
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    if os.environ.get("AUTOFT_DEBUG") != "1":
+        for name in ("ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
     if address:
-        ray.init(address=address, **kwargs)
+        context = ray.init(address=address, **kwargs)
     else:
-        ray.init(include_dashboard=dashboard, _temp_dir=tempfile.mkdtemp(prefix="autoft-ray-"), **kwargs)
+        context = ray.init(include_dashboard=dashboard, _temp_dir=tempfile.mkdtemp(prefix="autoft-ray-"), **kwargs)
+    url = getattr(context, "dashboard_url", None)
+    if on_dashboard is not None and url:
+        on_dashboard(url if "://" in url else f"http://{url}")
     return True
+
+
+def _check_ray_dashboard_deps() -> None:
+    try:
+        import ray.dashboard.optional_deps  # noqa: F401  (Ray's own test for its `default` extra)
+    except ImportError:
+        raise ConfigError("--ray-dashboard: the Ray dashboard needs ray[default]; "
+                          "pip install 'autoft[ray-dashboard]'") from None
 
 
 def _max_concurrent(cfg: RunConfig) -> int:
@@ -406,18 +463,24 @@ def _max_concurrent(cfg: RunConfig) -> int:
 
 def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results", name: str | None = None,
            resume: str | Path | None = None, address: str | None = None, storage_url: str | None = None,
-           ray_dashboard: bool = False, on_progress: Callable[[Progress], None] | None = None) -> SearchOutcome:
-    """Run (or resume) a search; returns the ranked leaderboard and where the best bundle is."""
+           ray_dashboard: bool = False, on_progress: Callable[[Progress], None] | None = None,
+           on_dashboard: Callable[[str], None] | None = None) -> SearchOutcome:
+    """Run (or resume) a search; returns the ranked leaderboard and where the best bundle is.
+
+    ``on_dashboard(url)`` hears the Ray dashboard's URL (``ray_dashboard``, or the cluster's with ``address``).
+    """
     import ray
     from ray import tune
 
+    if ray_dashboard and not address:
+        _check_ray_dashboard_deps()  # before a run folder is made
     if resume is not None:
         run_dir = Path(resume).resolve()
         cfg = load_run_config(run_dir)
     else:
         if cfg is None:
             raise ConfigError("search: give a config or --resume RUN_DIR")
-        cfg = _absolute_data_path(cfg)
+        cfg = _absolute_paths(cfg)
         run_dir = new_run_dir(cfg, results_dir, name)
     load_trial_data(cfg)  # validates the data and fills the shared cache before any trial starts
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -426,7 +489,7 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     storage = _storage(run_dir, storage_url)
     study_name = cfg.name
-    counted = _prepare_resume(run_dir, storage, study_name) if resume is not None else 0
+    counted = _prepare_resume(run_dir, storage, study_name, cfg.train.epochs) if resume is not None else 0
     remaining = cfg.search.trials - counted
     started = time.time()
     budget_flag = {"hit": False}
@@ -434,7 +497,7 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
     interrupted = False
     if remaining > 0:
         _enqueue_first(cfg, storage, study_name, resume is not None)
-        started_ray = _ray_init(address, ray_dashboard)
+        started_ray = _ray_init(address, ray_dashboard, on_dashboard)
         seed = cfg.search.seed + counted  # the same seed on resume would repeat the first configs
         searcher = _make_searcher(cfg, storage, study_name, seed, deadline, budget_flag)
         recorder = _Recorder(run_dir, cfg, searcher, on_progress, started)
@@ -461,6 +524,8 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
                 ray.shutdown()
     board = write_leaderboard(run_dir)
     best = promote_best(run_dir, board)
+    if not interrupted:  # after Ctrl-C the user wants out; `autoft report RUN` draws it later
+        try_write_report(run_dir, storage_url=storage_url)
     return SearchOutcome(run_dir=run_dir, leaderboard=board, best_model=best,
                          stopped_on_budget=budget_flag["hit"], interrupted=interrupted)
 

@@ -88,7 +88,7 @@ def test_cli_predict_and_leaderboard(finished_run, shapes_dir: Path, tmp_path: P
     cmd = [sys.executable, "-m", "autoft.cli"]
     out = subprocess.run(cmd + ["predict", str(outcome.best_model), str(one), str(bad), "--json", "--top-k", "2"],
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "notes.txt" in out.stderr, out.stderr
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert lines[0]["path"] == str(one) and len(lines[0]["top"]) == 2 and lines[0]["error"] is None
     assert "not a readable image" in lines[1]["error"]
