@@ -48,6 +48,8 @@ def search(
     ray_dashboard: Annotated[bool, typer.Option(help="Start the local Ray with its dashboard")] = False,
     quiet: Quiet = False,
     plain: Annotated[bool, typer.Option(help="One log line per event instead of a live display")] = False,
+    evaluate_test: Annotated[bool, typer.Option(help="Score the best bundle once on the test split at the end")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Validate config, data and weights, probe 2 steps, print the plan")] = False,
 ) -> None:
     """Search hyperparameters: Optuna picks values, Ray Tune runs Paddle fine-tunes, the best is kept."""
     from autoft.config import load_config
@@ -58,6 +60,13 @@ def search(
         cfg = load_config(config, overrides)
     elif config is not None or overrides:
         raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set and --trials")
+    if dry_run:
+        from autoft.plan import format_plan, make_plan
+        from autoft.search import load_run_config
+
+        cfg = cfg if cfg is not None else load_run_config(resume)
+        print(format_plan(cfg, make_plan(cfg)))
+        return
     from autoft.search import search as run_search
 
     console = _console()
@@ -65,7 +74,8 @@ def search(
     with display:
         outcome = run_search(cfg, results_dir=results_dir, name=name, resume=resume, address=address,
                              storage_url=storage, ray_dashboard=ray_dashboard, on_progress=display.update,
-                             on_dashboard=lambda url: display.note(_ray_dashboard_line(url)))
+                             on_dashboard=lambda url: display.note(_ray_dashboard_line(url)),
+                             on_message=display.note, evaluate_test=evaluate_test)
     _print_board(console, outcome.leaderboard)
     run = outcome.run_dir
     if outcome.interrupted:
@@ -77,6 +87,10 @@ def search(
         console.print(f"Best val_acc {best.best['val_acc']:.4f} (trial {best.trial_id}); "
                       f"best bundle: {outcome.best_model}")
         console.print(f"Predict with: autoft predict {outcome.best_model} IMAGE...")
+        if outcome.test_metrics is not None:
+            t = outcome.test_metrics
+            console.print(f"Test split (scored once, not used for selection): test_acc {t['test_acc']:.4f}, "
+                          f"test_loss {t['test_loss']:.4f} on {t['n']} images")
     elif outcome.all_failed:
         _err(f"every trial failed; most common error: {outcome.most_common_error()}")
         raise typer.Exit(1)
@@ -289,9 +303,26 @@ def datasets_check(
     report.raise_for_errors()
 
 
+def _quiet_libraries(debug: bool) -> None:
+    """autoft's own log lines as `autoft: message`; Paddle's import-time notices hidden unless AUTOFT_DEBUG=1."""
+    import logging
+    import warnings
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("autoft: %(message)s"))
+    logger = logging.getLogger("autoft")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
+    if not debug:
+        warnings.filterwarnings("ignore", message="No ccache found")
+        warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     debug = os.environ.get("AUTOFT_DEBUG") == "1"
+    _quiet_libraries(debug)
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:

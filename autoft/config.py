@@ -18,13 +18,14 @@ from autoft.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 __all__ = [
     "DataConfig", "ModelConfig", "TrainConfig", "SearchConfig", "RunConfig", "OPTIMIZERS", "STRATEGIES",
     "SAMPLERS", "SCHEDULERS", "load_config", "config_from_dict", "apply_params", "parse_set", "config_to_dict",
-    "demo_config_path", "parse_duration",
+    "demo_config_path", "parse_duration", "resolve_image_size", "first_config",
 ]
 
 OPTIMIZERS = ("adam", "adamw", "momentum", "sgd", "rmsprop", "adagrad")
 STRATEGIES = ("default", "adamw_decay", "ulmfit", "l2sp")
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc", "gp")
-SCHEDULERS = ("asha", "median", "hyperband", "fifo")
+SCHEDULERS = ("asha", "median", "hyperband", "fifo", "pbt")
+FINAL_FITS = ("none", "train+val")
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -63,6 +64,12 @@ def _fraction(key: str, value: Any) -> Any:
 def _open_fraction(key: str, value: Any) -> Any:
     if not 0 < value < 1:
         raise ConfigError(f"{key}: must be in (0, 1), got {value!r}")
+    return value
+
+
+def _half_fraction(key: str, value: Any) -> Any:
+    if not 0 < value <= 0.5:
+        raise ConfigError(f"{key}: must be in (0, 0.5], got {value!r}")
     return value
 
 
@@ -106,6 +113,7 @@ class DataConfig:
     image_size: int | None = field(default=None, metadata=_meta(_positive))
     max_train_per_class: int | None = field(default=None, metadata=_meta(_positive))
     max_val_per_class: int | None = field(default=None, metadata=_meta(_positive))
+    flatten_nested: bool = False
 
 
 def _backbone(key: str, value: Any) -> Any:
@@ -179,8 +187,14 @@ class SearchConfig:
     max_failures: int = field(default=0, metadata=_meta(_non_negative))
     grace_period: int = field(default=1, metadata=_meta(_positive))
     reduction_factor: int = field(default=2, metadata=_meta(_positive))
+    perturbation_interval: int = field(default=1, metadata=_meta(_positive, help="pbt: epochs between exploits"))
+    quantile_fraction: float = field(default=0.25, metadata=_meta(_half_fraction, help="pbt: bottom share cloned"))
     seed: int = 0
     enqueue: tuple[dict[str, Any], ...] = ()
+    warm_start_top_k: int = field(default=3, metadata=_meta(_positive))
+    rerun_top_k: int = field(default=0, metadata=_meta(_non_negative))
+    rerun_seeds: int = field(default=3, metadata=_meta(_positive))
+    final_fit: str = field(default="none", metadata=_meta(_choice(FINAL_FITS)))
 
 
 @dataclass(frozen=True)
@@ -365,8 +379,24 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> RunConfig:
         for key in params:
             if key not in space.names:
                 raise _unknown(str(key), space.names, f"search.enqueue[{i}]")
+    search = _check_strategy(search, space, sections["train"], explicit_trials="trials" in (raw.get("search") or {}))
     return RunConfig(name=name, data=data, model=sections["model"], train=sections["train"], search=search,
                      space=space, source=source)
+
+
+def _check_strategy(search: SearchConfig, space: SearchSpace, train: TrainConfig,
+                    explicit_trials: bool) -> SearchConfig:
+    """A grid's budget is its size (never more: a repeat teaches nothing); pbt checkpoints at epoch ends."""
+    if search.sampler == "grid":
+        if not len(space):
+            raise ConfigError("search.sampler: grid needs a non-empty `space:`")
+        size = len(space.grid())  # raises for a float without `step`
+        trials = min(search.trials, size) if explicit_trials else size
+        search = dataclasses.replace(search, trials=trials)
+    if search.scheduler == "pbt" and train.eval_interval != "epoch":
+        raise ConfigError(f"search.scheduler: pbt exploits at epoch ends; set train.eval_interval: epoch, "
+                          f"got {train.eval_interval!r}")
+    return search
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -421,7 +451,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             if key.split(".")[0] not in _TOP_KEYS:
                 raise _unknown(key.split(".")[0], _TOP_KEYS, "--set")
             _set_dotted(raw, key, value)
-    return config_from_dict(raw, source=str(path))
+    try:
+        return config_from_dict(raw, source=str(path))
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
 
 
 def demo_config_path() -> Path:
@@ -429,6 +463,18 @@ def demo_config_path() -> Path:
     from importlib.resources import files
 
     return Path(str(files("autoft.search_spaces") / "demo.yaml"))
+
+
+def resolve_image_size(cfg: RunConfig) -> int:
+    """data.image_size, else the backbone's default."""
+    from autoft.backbones.registry import get_spec  # paddle-free
+
+    return cfg.data.image_size or get_spec(cfg.model.backbone).default_image_size
+
+
+def first_config(cfg: RunConfig) -> RunConfig:
+    """The run without a search: each space key at its first value (first choice, or the middle of its range)."""
+    return apply_params(cfg, cfg.space.first_values())
 
 
 def apply_params(cfg: RunConfig, params: Mapping[str, Any]) -> RunConfig:

@@ -23,7 +23,7 @@ from autoft.leaderboard import Leaderboard, promote_best, write_leaderboard
 from autoft.records import TrialRecord, TrialStatus, read_trials
 from autoft.report import try_write_report
 
-__all__ = ["search", "SearchOutcome", "Progress", "resolve_image_size", "load_run_config"]
+__all__ = ["search", "SearchOutcome", "Progress", "load_trial_data", "load_run_config"]
 
 CONFIG_FILE = "config.yaml"
 
@@ -50,6 +50,7 @@ class SearchOutcome:
     best_model: Path | None
     stopped_on_budget: bool
     interrupted: bool
+    test_metrics: dict[str, Any] | None = None
 
     @property
     def all_failed(self) -> bool:
@@ -60,20 +61,11 @@ class SearchOutcome:
         return errors.most_common(1)[0][0] if errors else "no trial finished"
 
 
-def resolve_image_size(cfg: RunConfig) -> int:
-    from autoft.backbones import get_spec
-
-    return cfg.data.image_size or get_spec(cfg.model.backbone).default_image_size
-
-
 def load_trial_data(cfg: RunConfig) -> Any:
     """The same decoded arrays for every trial (the preprocessing cache makes repeats instant)."""
-    from autoft.data import load_data
+    from autoft.data import load_for_config
 
-    return load_data(dataset=cfg.data.dataset, path=cfg.data.path, image_size=resolve_image_size(cfg),
-                     val_split=cfg.data.val_split, seed=cfg.search.seed,
-                     max_train_per_class=cfg.data.max_train_per_class,
-                     max_val_per_class=cfg.data.max_val_per_class)
+    return load_for_config(cfg)
 
 
 @dataclass(frozen=True)
@@ -464,10 +456,13 @@ def _max_concurrent(cfg: RunConfig) -> int:
 def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results", name: str | None = None,
            resume: str | Path | None = None, address: str | None = None, storage_url: str | None = None,
            ray_dashboard: bool = False, on_progress: Callable[[Progress], None] | None = None,
-           on_dashboard: Callable[[str], None] | None = None) -> SearchOutcome:
+           on_dashboard: Callable[[str], None] | None = None, on_message: Callable[[str], None] | None = None,
+           evaluate_test: bool = False) -> SearchOutcome:
     """Run (or resume) a search; returns the ranked leaderboard and where the best bundle is.
 
-    ``on_dashboard(url)`` hears the Ray dashboard's URL (``ray_dashboard``, or the cluster's with ``address``).
+    ``on_dashboard(url)`` hears the Ray dashboard's URL (``ray_dashboard``, or the cluster's with ``address``);
+    ``on_message`` gets the dataset check's warnings; ``evaluate_test`` scores the best bundle once on the test
+    split at the end.
     """
     import ray
     from ray import tune
@@ -482,7 +477,10 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
             raise ConfigError("search: give a config or --resume RUN_DIR")
         cfg = _absolute_paths(cfg)
         run_dir = new_run_dir(cfg, results_dir, name)
-    load_trial_data(cfg)  # validates the data and fills the shared cache before any trial starts
+    _check_data(cfg, on_message or (lambda _m: None))
+    data = load_trial_data(cfg)  # validates the data and fills the shared cache before any trial starts
+    if evaluate_test and data.test is None:
+        raise ConfigError(f"--evaluate-test: {data.source} has no test split")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "trials").mkdir(exist_ok=True)
     if resume is None:
@@ -491,13 +489,13 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
     study_name = cfg.name
     counted = _prepare_resume(run_dir, storage, study_name, cfg.train.epochs) if resume is not None else 0
     remaining = cfg.search.trials - counted
-    started = time.time()
     budget_flag = {"hit": False}
-    deadline = started + cfg.search.time_budget if cfg.search.time_budget else None
     interrupted = False
     if remaining > 0:
         _enqueue_first(cfg, storage, study_name, resume is not None)
         started_ray = _ray_init(address, ray_dashboard, on_dashboard)
+        started = time.time()  # the budget counts from when trials can start
+        deadline = started + cfg.search.time_budget if cfg.search.time_budget else None
         seed = cfg.search.seed + counted  # the same seed on resume would repeat the first configs
         searcher = _make_searcher(cfg, storage, study_name, seed, deadline, budget_flag)
         recorder = _Recorder(run_dir, cfg, searcher, on_progress, started)
@@ -524,10 +522,31 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
                 ray.shutdown()
     board = write_leaderboard(run_dir)
     best = promote_best(run_dir, board)
+    test_metrics = _evaluate_test(run_dir, best, data) if evaluate_test and best is not None else None
     if not interrupted:  # after Ctrl-C the user wants out; `autoft report RUN` draws it later
         try_write_report(run_dir, storage_url=storage_url)
     return SearchOutcome(run_dir=run_dir, leaderboard=board, best_model=best,
-                         stopped_on_budget=budget_flag["hit"], interrupted=interrupted)
+                         stopped_on_budget=budget_flag["hit"], interrupted=interrupted, test_metrics=test_metrics)
+
+
+def _check_data(cfg: RunConfig, message: Callable[[str], None]) -> None:
+    """The dataset check: its warnings are shown, its errors (training impossible) stop the search."""
+    from autoft.data.check import check_for_config
+
+    report = check_for_config(cfg)
+    for warning in report.warnings:
+        message(f"data warning: {warning}")
+    report.raise_for_errors()
+
+
+def _evaluate_test(run_dir: Path, best: Path, data: Any) -> dict[str, Any]:
+    """The test split, scored once at the end and never used for selection; kept in test_metrics.json."""
+    from autoft.bundle import atomic_write_json
+    from autoft.evaluate import evaluate_bundle
+
+    metrics = evaluate_bundle(best, "test", data=data)
+    atomic_write_json(run_dir / "test_metrics.json", {"bundle": str(best), **metrics})
+    return metrics
 
 
 def _enqueue_first(cfg: RunConfig, storage: Any, study_name: str, resuming: bool) -> None:

@@ -336,15 +336,17 @@ def _format(metrics: dict[str, Any]) -> str:
 
 
 def train(cfg: RunConfig, *, log: Log = print) -> TrialResult:
-    """`autoft train`: load the data, fine-tune once, keep the best model in ``train.checkpoint_dir/best_model``."""
-    from autoft.backbones import get_spec
-    from autoft.data import load_data
+    """`autoft train`: load the data, fine-tune once, keep the best model in ``train.checkpoint_dir/best_model``.
 
-    size = cfg.data.image_size or get_spec(cfg.model.backbone).default_image_size
-    data = load_data(dataset=cfg.data.dataset, path=cfg.data.path, image_size=size, val_split=cfg.data.val_split,
-                     seed=cfg.train.seed, max_train_per_class=cfg.data.max_train_per_class)
+    A key of ``space:`` takes its first value (first choice, or the middle of its range).
+    """
+    from autoft.config import first_config
+    from autoft.data import load_for_config
+
+    cfg = first_config(cfg)
+    data = load_for_config(cfg)
     log(f"{len(data.train)} training / {len(data.val)} validation images, {data.num_classes} classes, "
-        f"{size}px, backbone {cfg.model.backbone}")
+        f"{data.image_size}px, backbone {cfg.model.backbone}")
     ckpt = Path(cfg.train.checkpoint_dir)
     result = fit(cfg, data, bundle_dir=ckpt / "best_model", report=lambda m: log(_format(m)), log=log,
                  checkpoint_dir=ckpt)

@@ -87,7 +87,7 @@ def _apply(model: Classifier, tensors: dict[str, np.ndarray], source: str) -> No
         raise WeightsError(f"{source} do not fit {model.spec.name}: {'; '.join(errors[:_SHOWN])}{more}")
     skip_head = bool(head_misfits)
     if skip_head:
-        log.info("%s: head not loaded (%s); it keeps its random init", source, "; ".join(head_misfits))
+        log.debug("%s: head not loaded (%s); it keeps its random init", source, "; ".join(head_misfits))
     for key, target in own.items():
         if skip_head and key.startswith("head."):
             continue

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -26,6 +26,9 @@ from autoft.data.loader import open_source
 from autoft.data.registry import get_source
 from autoft.data.source import ArrayDecoder, Source, SplitName
 from autoft.errors import DataError
+
+if TYPE_CHECKING:
+    from autoft.config import RunConfig
 
 __all__ = ["CheckReport", "Duplicate", "check_dataset", "format_report", "TINY_PX", "IMBALANCE_RATIO"]
 
@@ -209,3 +212,11 @@ def format_report(report: CheckReport) -> str:
     lines += [f"warning: {w}" for w in report.warnings] + [f"error: {e}" for e in report.errors]
     lines.append("OK" if report.ok else f"{len(report.errors)} error(s): training is not possible")
     return "\n".join(lines)
+
+
+def check_for_config(cfg: RunConfig) -> CheckReport:
+    """The check a run gets before it trains; "tiny" there means upscaled more than 2x to the training size."""
+    from autoft.config import resolve_image_size
+
+    return check_dataset(cfg.data.path or cfg.data.dataset, flatten_nested=cfg.data.flatten_nested,
+                         tiny_px=max(1, resolve_image_size(cfg) // 2))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numbers
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoft.data import cache
 from autoft.data.csvfile import load_csv
@@ -14,6 +14,9 @@ from autoft.data.registry import get_source
 from autoft.data.source import RawSplit, Source, SplitName
 from autoft.data.splitting import cap_per_class, stratified_split
 from autoft.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from autoft.config import RunConfig
 
 __all__ = ["load_data", "open_source"]
 
@@ -101,3 +104,13 @@ def _plan(
     if max_val_per_class is not None:
         params["max_val_per_class"] = max_val_per_class
     return plan, params
+
+
+def load_for_config(cfg: RunConfig) -> ImageData:
+    """The arrays a run trains on. search, train and --dry-run split alike (search.seed), so their val_acc compare."""
+    from autoft.config import resolve_image_size
+
+    d = cfg.data
+    return load_data(dataset=d.dataset, path=d.path, image_size=resolve_image_size(cfg), val_split=d.val_split,
+                     seed=cfg.search.seed, max_train_per_class=d.max_train_per_class,
+                     max_val_per_class=d.max_val_per_class, flatten_nested=d.flatten_nested)

@@ -1,0 +1,215 @@
+"""The CLI as a user meets it: bad input is one line and exit 2; `autoft train` and `--dry-run` work end to end."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from shapes import COLOURS, draw_shape, make_shapes
+
+CLI = [sys.executable, "-m", "autoft.cli"]
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "AUTOFT_DEBUG"}
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+def write_yaml(path: Path, data: dict | str) -> Path:
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def search_yaml(tmp: Path, **sections: dict) -> Path:
+    raw = {"name": "bad", "data": {"path": str(tmp / "data"), "image_size": 32}, "train": {"epochs": 1}}
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return write_yaml(tmp / "c.yaml", raw)
+
+
+def image(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (24, 24), (200, 10, 10)).save(path)
+    return path
+
+
+def make_lists(root: Path, train_lines: list[str], labels: list[str]) -> None:
+    image(root / "img" / "a.png")
+    image(root / "img" / "b.png")
+    (root / "train_list.txt").write_text("\n".join(train_lines) + "\n")
+    (root / "label_list.txt").write_text("\n".join(labels) + "\n")
+
+
+# Each case: (setup(tmp) -> argv, text the single stderr line must contain)
+def case_yaml_syntax(tmp: Path) -> list[str]:
+    return ["search", str(write_yaml(tmp / "c.yaml", "train:\n  epochs: [1, 2\n"))]
+
+
+def case_space(spec: dict) -> callable:
+    return lambda tmp: ["search", str(search_yaml(tmp, space=spec))]
+
+
+def case_section(section: str, values: dict) -> callable:
+    return lambda tmp: ["search", str(search_yaml(tmp, **{section: values}))]
+
+
+def case_data_missing(tmp: Path) -> list[str]:
+    return ["search", str(search_yaml(tmp))]
+
+
+def case_data_empty(tmp: Path) -> list[str]:
+    (tmp / "data").mkdir()
+    return ["search", str(search_yaml(tmp))]
+
+
+def case_empty_class(tmp: Path) -> list[str]:
+    image(tmp / "data" / "cat" / "1.png")
+    image(tmp / "data" / "cat" / "2.png")
+    (tmp / "data" / "dog").mkdir()
+    (tmp / "data" / "dog" / "notes.txt").write_text("no images here")
+    return ["search", str(search_yaml(tmp))]
+
+
+def case_one_class(tmp: Path) -> list[str]:
+    image(tmp / "data" / "cat" / "1.png")
+    image(tmp / "data" / "cat" / "2.png")
+    return ["search", str(search_yaml(tmp))]
+
+
+def case_list_missing_image(tmp: Path) -> list[str]:
+    make_lists(tmp / "data", ["img/a.png 0", "img/gone.png 1"], ["cat", "dog"])
+    return ["search", str(search_yaml(tmp))]
+
+
+def case_list_bad_label(tmp: Path) -> list[str]:
+    make_lists(tmp / "data", ["img/a.png 0", "img/b.png 7"], ["cat", "dog"])
+    return ["search", str(search_yaml(tmp))]
+
+
+def case_resume_missing(tmp: Path) -> list[str]:
+    return ["search", "--resume", str(tmp / "no-such-run")]
+
+
+def case_resume_not_a_run(tmp: Path) -> list[str]:
+    (tmp / "plain").mkdir()
+    return ["search", "--resume", str(tmp / "plain")]
+
+
+def case_predict_not_bundle(tmp: Path) -> list[str]:
+    (tmp / "folder").mkdir()
+    return ["predict", str(tmp / "folder"), str(image(tmp / "x.png"))]
+
+
+def case_leaderboard_not_a_run(tmp: Path) -> list[str]:
+    return ["leaderboard", str(tmp)]
+
+
+BAD_INPUT = [
+    ("yaml-syntax", case_yaml_syntax, "c.yaml: YAML syntax error at line 3, column 1"),
+    ("unknown-key", case_section("train", {"epoch": 1}), "did you mean 'epochs'"),
+    ("wrong-type", case_section("train", {"batch_size": "big"}), "train.batch_size: must be an integer"),
+    ("low>high", case_space({"learning_rate": {"type": "float", "low": 0.1, "high": 0.01}}), "`low <= high`"),
+    ("log-low<=0", case_space({"learning_rate": {"type": "float", "low": 0, "high": 0.1, "log": True}}),
+     "log scale needs low > 0"),
+    ("empty-choices", case_space({"optimizer": {"type": "categorical", "choices": []}}), "space.optimizer"),
+    ("backbone", case_section("model", {"backbone": "resnet51"}), "unknown backbone 'resnet51'"),
+    ("optimizer", case_section("train", {"optimizer": "lion"}), "train.optimizer: unknown value 'lion'"),
+    ("strategy", case_section("train", {"strategy": "ulmfitt"}), "train.strategy: unknown value 'ulmfitt'"),
+    ("sampler", case_section("search", {"sampler": "bayes"}), "search.sampler: unknown value 'bayes'"),
+    ("scheduler", case_section("search", {"scheduler": "asha2"}), "search.scheduler: unknown value 'asha2'"),
+    ("data-missing", case_data_missing, "data path does not exist"),
+    ("data-empty", case_data_empty, "data folder is empty"),
+    ("class-without-images", case_empty_class, "dog"),
+    ("one-class", case_one_class, "2 classes"),
+    ("list-missing-image", case_list_missing_image, "gone.png"),
+    ("list-label-outside", case_list_bad_label, "label 7"),
+    ("resume-missing", case_resume_missing, "no-such-run"),
+    ("resume-not-a-run", case_resume_not_a_run, "not a run folder"),
+    ("predict-not-bundle", case_predict_not_bundle, "not a bundle"),
+    ("leaderboard-not-a-run", case_leaderboard_not_a_run, "not a run folder"),
+]
+
+
+@pytest.mark.parametrize("setup, needle", [(s, n) for _, s, n in BAD_INPUT], ids=[i for i, _, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(setup, needle: str, tmp_path: Path) -> None:
+    argv = setup(tmp_path)
+    results = tmp_path / "results"
+    if argv[0] == "search":
+        argv += ["--results-dir", str(results)]
+    out = run(*argv, cwd=tmp_path)
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autoft: error: "), out.stderr[-2000:]
+    assert needle in lines[0]
+    assert "Traceback" not in out.stderr
+    assert not results.exists() or not any(results.iterdir())
+
+
+def test_predict_reports_bad_files_and_still_predicts_the_rest(tmp_path: Path, trained: Path) -> None:
+    good = tmp_path / "red.png"
+    draw_shape(COLOURS["red"], __import__("numpy").random.default_rng(5)).save(good)
+    text = tmp_path / "notes.png"
+    text.write_text("not really a png")
+    out = run("predict", str(trained), str(good), str(text), str(tmp_path / "missing.jpg"))
+    assert out.returncode == 2
+    assert out.stdout.startswith(f"{good}: ") and out.stdout.count("\n") == 1
+    errors = out.stderr.strip().splitlines()
+    assert len(errors) == 2 and "notes.png: not a readable image" in errors[0] and "missing.jpg: no such file" in errors[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`autoft train` on the shapes, run as a user would."""
+    tmp = tmp_path_factory.mktemp("train")
+    make_shapes(tmp / "shapes", per_class=30)
+    cfg = write_yaml(tmp / "train.yaml", {
+        "name": "one", "data": {"path": "shapes", "image_size": 32},
+        "train": {"epochs": 3, "batch_size": 8, "checkpoint_dir": "ckpt", "log_interval": 2},
+        "space": {"learning_rate": {"type": "categorical", "choices": [0.003, 0.1]}}})
+    out = run("train", str(cfg), "--set", "train.optimizer=adam", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "best val_acc" in out.stdout and "epoch 1 step 2 loss" in out.stdout
+    bundle = tmp / "ckpt" / "best_model"
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["hparams"]["learning_rate"] == 0.003 and meta["hparams"]["optimizer"] == "adam"
+    return bundle
+
+
+def test_autoft_train_then_predict_its_bundle(trained: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    for name, colour in COLOURS.items():
+        for i in range(3):
+            draw_shape(colour, rng).save(tmp_path / f"{name}_{i}.png")
+    out = run("predict", str(trained), str(tmp_path), "--json", "--top-k", "1")
+    assert out.returncode == 0, out.stderr
+    preds = [json.loads(line) for line in out.stdout.splitlines()]
+    right = sum(Path(p["path"]).stem.split("_")[0] == p["top"][0]["label"] for p in preds)
+    assert len(preds) == 9 and right >= 6, preds  # chance is 3 of 9
+
+
+def test_dry_run_prints_the_plan_and_writes_no_run(tmp_path: Path) -> None:
+    make_shapes(tmp_path / "shapes", per_class=10)
+    cfg = write_yaml(tmp_path / "s.yaml", {"data": {"path": "shapes", "image_size": 32},
+                                            "train": {"epochs": 2, "batch_size": 8},
+                                            "search": {"trials": 4, "max_concurrent": 2},
+                                            "space": {"batch_size": {"type": "categorical", "choices": [4, 8]}}})
+    out = run("search", str(cfg), "--dry-run", "--results-dir", "results", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "4 trials, 2 at a time" in out.stdout and "per training step (batch 4)" in out.stdout
+    assert "3 classes, 24 train / 6 val images at 32px" in out.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_help_is_fast_to_import() -> None:
+    out = subprocess.run([sys.executable, "-c", "import sys, autoft.cli; "
+                          "print(sorted(m for m in ('paddle', 'ray', 'optuna', 'pandas') if m in sys.modules))"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]"
