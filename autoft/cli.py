@@ -78,8 +78,6 @@ def search(
                              on_message=display.note, evaluate_test=evaluate_test)
     _print_board(console, outcome.leaderboard)
     run = outcome.run_dir
-    if outcome.interrupted:
-        console.print(f"Stopped. Resume with: autoft search --resume {run}")
     if outcome.stopped_on_budget:
         console.print("Stopped on the time budget (search.time_budget).")
     if outcome.best_model is not None:
@@ -91,7 +89,10 @@ def search(
             t = outcome.test_metrics
             console.print(f"Test split (scored once, not used for selection): test_acc {t['test_acc']:.4f}, "
                           f"test_loss {t['test_loss']:.4f} on {t['n']} images")
-    elif outcome.all_failed:
+    if outcome.interrupted:
+        console.print(f"Stopped. Resume with: autoft search --resume {run}")
+        raise typer.Exit(130)
+    if outcome.all_failed:
         _err(f"every trial failed; most common error: {outcome.most_common_error()}")
         raise typer.Exit(1)
     if (run / "report" / "report.html").is_file():

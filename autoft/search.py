@@ -26,6 +26,7 @@ from autoft.report import try_write_report
 __all__ = ["search", "SearchOutcome", "Progress", "load_trial_data", "load_run_config"]
 
 CONFIG_FILE = "config.yaml"
+WORKER_KEYS = ("cpu_threads", "gpu_ids")  # what a trial says about its worker, kept in trial.json `extra`
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Progress:
     running: int
     stopped: int
     failed: int
+    interrupted: int
     best_val_acc: float | None
     best_params: dict[str, Any]
     elapsed: float
@@ -82,18 +84,40 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
 
 
+def _cpu_threads() -> int:
+    """Set this worker's CPU threads to the CPUs Ray assigned the trial (at least 1); returns the count.
+
+    Paddle uses one thread unless told otherwise: at import it sets OMP_NUM_THREADS=1 when unset. Ray sets
+    OMP_NUM_THREADS from an actor's num_cpus only when it is unset, and a driver that imported paddle passes its
+    1 on to every worker; so the trial sets the variable itself (read by the OpenMP runtime when paddle is first
+    imported in the worker) and, after the import, paddle's math-library threads (MKL + omp_set_num_threads).
+    """
+    import math
+
+    import ray
+
+    threads = max(1, math.floor(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    return threads
+
+
 def _trainable(config: dict[str, Any], job: TrialJob) -> None:
     """One Ray Tune trial: a Paddle fine-tune reporting each evaluation through tune.report."""
+    threads = _cpu_threads()
     import paddle
+    import ray
     from ray import tune
 
     from autoft.config import apply_params
     from autoft.errors import TrialError
+    from autoft.pbt import TrialCheckpoints
     from autoft.trainer import fit
     from autoft.visuallog import TrialLog
 
     paddle.disable_signal_handler()
     paddle.disable_static()  # dygraph mode is per thread in Paddle, and Tune runs a trial in its own thread
+    paddle.base.core.set_num_threads(threads)
+    worker = {"cpu_threads": threads, "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}  # → trial.json extra
     trial_id = tune.get_context().get_trial_id()
     trial_dir = Path(job.run_dir) / "trials" / trial_id
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +133,9 @@ def _trainable(config: dict[str, Any], job: TrialJob) -> None:
     def report(metrics: dict[str, Any]) -> None:
         best["val_acc"] = max(best["val_acc"], float(metrics["val_acc"]))
         visual.write(metrics)
-        tune.report({**metrics, "best_val_acc": best["val_acc"]})
+        tune.report({**metrics, "best_val_acc": best["val_acc"], **worker},
+                    checkpoint=checkpoints.for_report(metrics))
+        checkpoints.after_report(metrics)
         check_time()
 
     log_file = (trial_dir / "train.log").open("a", encoding="utf-8")
@@ -121,13 +147,16 @@ def _trainable(config: dict[str, Any], job: TrialJob) -> None:
         log_file.flush()
         check_time()
 
+    checkpoints = TrialCheckpoints.for_trial(job.cfg, trial_id, log)  # pbt, and retries that resume
     try:
-        cfg = apply_params(job.cfg, params)
-        fit(cfg, load_trial_data(cfg), bundle_dir=trial_dir / "bundle", report=report, log=log)
+        cfg = checkpoints.configure(apply_params(job.cfg, params), params)
+        fit(cfg, load_trial_data(cfg), bundle_dir=trial_dir / "bundle", report=report, log=log,
+            restore=checkpoints.restore, checkpoint_dir=checkpoints.directory)
     except BaseException as exc:
         atomic_write_text(trial_dir / "error.txt", _error_line(exc) + "\n")
         raise
     finally:
+        checkpoints.cleanup()
         visual.close()
         log_file.close()
 
@@ -155,7 +184,7 @@ def _make_sampler(cfg: RunConfig, seed: int) -> Any:
     return optuna.samplers.GPSampler(seed=seed)
 
 
-def _make_scheduler(cfg: RunConfig) -> Any:
+def _make_scheduler(cfg: RunConfig, recorder: Any = None) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
     s, epochs = cfg.search, cfg.train.epochs
@@ -167,6 +196,10 @@ def _make_scheduler(cfg: RunConfig) -> Any:
         return HyperBandScheduler(max_t=epochs, reduction_factor=s.reduction_factor, **common)
     if s.scheduler == "median":
         return MedianStoppingRule(grace_period=s.grace_period, min_samples_required=2, **common)
+    if s.scheduler == "pbt":
+        from autoft.pbt import make_pbt_scheduler
+
+        return make_pbt_scheduler(cfg, recorder)
     return FIFOScheduler()
 
 
@@ -175,6 +208,10 @@ def _make_searcher(cfg: RunConfig, storage: Any, study_name: str, seed: int, dea
     from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
 
+    if cfg.search.scheduler == "pbt":  # members change params while they run: recorded to Optuna at the end
+        from autoft.pbt import make_pbt_searcher
+
+        return make_pbt_searcher(cfg, storage, study_name, seed, deadline, budget_flag)
     epochs = cfg.train.epochs
 
     class _Search(OptunaSearch):
@@ -236,7 +273,7 @@ class _Recorder:
         best = max(scored, key=lambda r: r.best["val_acc"], default=None)
         return Progress(budget=self.cfg.search.trials, done=count[TrialStatus.COMPLETED],
                         running=count[TrialStatus.RUNNING], stopped=count[TrialStatus.STOPPED],
-                        failed=count[TrialStatus.FAILED] + count[TrialStatus.INTERRUPTED],
+                        failed=count[TrialStatus.FAILED], interrupted=count[TrialStatus.INTERRUPTED],
                         best_val_acc=best.best["val_acc"] if best else None,
                         best_params=best.params if best else {}, elapsed=time.time() - self.started,
                         last_event=event)
@@ -244,16 +281,33 @@ class _Recorder:
     def start(self, trial: Any) -> None:
         params = {k: trial.config[k] for k in self.cfg.space.names if k in trial.config}
         old = self.records.get(trial.trial_id)
+        # a restart (a pbt exploit, a max_failures retry) continues the same record
         record = TrialRecord(trial_id=trial.trial_id, params=params, status=TrialStatus.RUNNING,
-                             number=self.searcher.optuna_number(trial.trial_id), started=time.time(),
-                             history=old.history if old else ())
-        self._save(record, f"{trial.trial_id} started")
+                             number=self.searcher.optuna_number(trial.trial_id),
+                             started=old.started if old else time.time(), history=old.history if old else (),
+                             extra=old.extra if old else {})
+        self._save(record, f"{trial.trial_id} {'restarted' if old else 'started'}")
+
+    def annotate(self, trial_id: str, extra: dict[str, Any]) -> None:
+        """Merge ``extra`` into the trial's record (a rerun's origin and seed)."""
+        record = self.records.get(trial_id)
+        if record is not None:
+            self._save(dataclasses.replace(record, extra={**record.extra, **extra}), f"{trial_id} {extra}")
+
+    def exploit(self, trial_id: str, entry: dict[str, Any]) -> None:
+        """A pbt exploit: ``trial_id`` took ``entry['donor']``'s weights and perturbed params."""
+        record = self.records.get(trial_id)
+        if record is not None:
+            extra = {**record.extra, "exploits": [*record.extra.get("exploits", []), entry]}
+            self._save(dataclasses.replace(record, extra=extra), f"{trial_id} cloned {entry['donor']}")
 
     def result(self, trial: Any, result: dict[str, Any]) -> None:
         keep = ("epoch", "step", "train_loss", "val_loss", "val_acc", "lr", "seconds")
         record = self.records.get(trial.trial_id)
         if record is not None:
-            self._save(record.with_result({k: result[k] for k in keep if k in result}),
+            extra = {**record.extra, **{k: result[k] for k in WORKER_KEYS if k in result}}
+            record = dataclasses.replace(record.with_result({k: result[k] for k in keep if k in result}), extra=extra)
+            self._save(record,
                        f"{trial.trial_id} epoch {result.get('epoch')}: val_acc {result.get('val_acc', 0):.3f}")
 
     def complete(self, trial: Any) -> None:
@@ -262,7 +316,8 @@ class _Recorder:
             return
         early = record.epochs_run < self.cfg.train.epochs
         status = TrialStatus.STOPPED if early else TrialStatus.COMPLETED
-        self._save(dataclasses.replace(record, status=status, seconds=time.time() - record.started),
+        number = record.number if record.number is not None else self.searcher.optuna_number(trial.trial_id)
+        self._save(dataclasses.replace(record, status=status, seconds=time.time() - record.started, number=number),
                    f"{trial.trial_id} {status.value}")
 
     def error(self, trial: Any) -> None:
@@ -276,12 +331,14 @@ class _Recorder:
         self._save(dataclasses.replace(record, status=TrialStatus.FAILED, error=text,
                                        seconds=time.time() - record.started), f"{trial.trial_id} failed: {text}")
 
-    def interrupt_running(self) -> None:
-        for record in list(self.records.values()):
-            if record.status is TrialStatus.RUNNING:
-                self._save(dataclasses.replace(record, status=TrialStatus.INTERRUPTED,
-                                               error="interrupted: the search stopped while it ran"),
-                           f"{record.trial_id} interrupted")
+    def interrupt_running(self) -> bool:
+        """Mark trials still running when Tune returned (Ctrl-C stops them); True if there were any."""
+        running = [r for r in self.records.values() if r.status is TrialStatus.RUNNING]
+        for record in running:
+            self._save(dataclasses.replace(record, status=TrialStatus.INTERRUPTED, seconds=time.time() - record.started,
+                                           error="interrupted: the search stopped while it ran"),
+                       f"{record.trial_id} interrupted")
+        return bool(running)
 
 
 def _ray_error_line(trial: Any) -> str:
@@ -505,7 +562,7 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
         attempt = sum(1 for p in (run_dir / "ray").glob("tune*")) if (run_dir / "ray").is_dir() else 0
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_make_scheduler(cfg), num_samples=remaining,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_make_scheduler(cfg, recorder), num_samples=remaining,
                                         max_concurrent_trials=_max_concurrent(cfg), reuse_actors=True),
             run_config=tune.RunConfig(name=f"tune-{attempt}", storage_path=str(run_dir / "ray"), verbose=0,
                                       callbacks=[_tune_callback(recorder)],
@@ -517,12 +574,23 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            recorder.interrupt_running()
+            # Tune handles Ctrl-C itself (it stops the trials and returns): trials left running mean it did
+            interrupted = recorder.interrupt_running() or interrupted
             if started_ray:
                 ray.shutdown()
+    if cfg.search.rerun_top_k and not interrupted and not budget_flag["hit"]:
+        from autoft.winner import run_reruns
+
+        run_reruns(cfg, run_dir, address=address, on_progress=on_progress)
     board = write_leaderboard(run_dir)
-    best = promote_best(run_dir, board)
-    test_metrics = _evaluate_test(run_dir, best, data) if evaluate_test and best is not None else None
+    best = promote_best(run_dir, board)  # by mean over reruns when there are some (autoft.winner)
+    refit = cfg.search.final_fit == "train+val"
+    if best is not None and refit and not interrupted:
+        from autoft.winner import final_fit, select_winner
+
+        best = final_fit(cfg, run_dir, select_winner(board.records) or board.best, data)
+    score_test = evaluate_test or (refit and data.test is not None)  # once, on the final model
+    test_metrics = _evaluate_test(run_dir, best, data) if score_test and best is not None else None
     if not interrupted:  # after Ctrl-C the user wants out; `autoft report RUN` draws it later
         try_write_report(run_dir, storage_url=storage_url)
     return SearchOutcome(run_dir=run_dir, leaderboard=board, best_model=best,

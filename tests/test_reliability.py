@@ -143,3 +143,36 @@ def test_time_budget_stops_launching_new_trials(shapes_dir: Path, tmp_path: Path
     outcome = search(config_from_dict(raw), results_dir=tmp_path, name="budget")
     assert outcome.stopped_on_budget
     assert 1 <= len(outcome.leaderboard.records) < 20
+
+
+def test_ctrl_c_marks_running_trials_writes_the_leaderboard_and_says_how_to_resume(shapes_dir: Path,
+                                                                                    tmp_path: Path) -> None:
+    raw = shapes_config(shapes_dir, trials=4, max_concurrent=2)
+    raw["train"]["epochs"] = 4
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "results" / "ctrlc"
+    marker = f"AUTOFT_TEST_MARKER={uuid.uuid4().hex}"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.Popen([sys.executable, "-m", "autoft.cli", "search", str(path), "--name", "ctrlc",
+                             "--results-dir", str(tmp_path / "results"), "--plain"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            running = [r for r in read_trials(run) if r.status is TrialStatus.RUNNING] if (run / "trials").is_dir() else []
+            if any(r.history for r in running):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("no trial reported within 300 s")
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        _kill_marked(marker)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert f"Resume with: autoft search --resume {run}" in stdout
+    rows = list(csv.DictReader((run / "leaderboard.csv").open()))
+    assert "interrupted" in {r["status"] for r in rows}
+    assert all(r["error"].startswith("interrupted") for r in rows if r["status"] == "interrupted")
+    assert "Traceback" not in stderr

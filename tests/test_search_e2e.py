@@ -28,9 +28,15 @@ def shapes_config(shapes_dir: Path, **search_overrides: object) -> dict:
     }
 
 
+STRATEGIES = ["default", "adamw_decay", "ulmfit", "l2sp"]
+
+
 @pytest.fixture(scope="module")
 def finished_run(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    cfg = config_from_dict(shapes_config(shapes_dir))
+    """4 trials, one per fine-tune strategy (enqueued; the other params sampled by TPE)."""
+    raw = shapes_config(shapes_dir, trials=4, enqueue=[{"strategy": s} for s in STRATEGIES])
+    raw["space"]["strategy"] = {"type": "categorical", "choices": STRATEGIES}
+    cfg = config_from_dict(raw)
     events = []
     outcome = search(cfg, results_dir=tmp_path_factory.mktemp("results"), name="e2e", on_progress=events.append)
     return outcome, events
@@ -40,23 +46,24 @@ def test_leaderboard_is_ranked_and_complete(finished_run) -> None:
     outcome, events = finished_run
     run = outcome.run_dir
     rows = list(csv.DictReader((run / "leaderboard.csv").open()))
-    assert len(rows) == 3
-    assert list(rows[0]) == ["rank", "trial_id", "status", "learning_rate", "optimizer", "val_acc", "val_loss",
-                             "best_epoch", "epochs_run", "seconds", "error"]
+    assert len(rows) == 4
+    assert list(rows[0]) == ["rank", "trial_id", "status", "learning_rate", "optimizer", "strategy", "val_acc",
+                             "val_loss", "best_epoch", "epochs_run", "seconds", "error"]
+    assert sorted(r["strategy"] for r in rows) == sorted(STRATEGIES)
     assert all(r["status"] in (TrialStatus.COMPLETED.value, TrialStatus.STOPPED.value) for r in rows), rows
     accs = [float(r["val_acc"]) for r in rows]
     assert accs == sorted(accs, reverse=True)
-    assert len({r["trial_id"] for r in rows}) == 3
+    assert len({r["trial_id"] for r in rows}) == 4
     assert all(float(r["seconds"]) > 0 and float(r["epochs_run"]) >= 1 for r in rows)
     assert (run / "config.yaml").is_file() and (run / "leaderboard.md").is_file()
-    assert events and events[-1].budget == 3 and events[-1].best_val_acc == pytest.approx(accs[0])
+    assert events and events[-1].budget == 4 and events[-1].best_val_acc == pytest.approx(accs[0])
 
 
 def test_optuna_study_matches_the_trial_folders(finished_run) -> None:
     outcome, _ = finished_run
     run = outcome.run_dir
     study = optuna.load_study(study_name="shapes", storage=f"sqlite:///{run / 'optuna.db'}")
-    assert len(study.trials) == 3
+    assert len(study.trials) == 4
     assert {t.user_attrs["ray_trial_id"] for t in study.trials} == {p.name for p in (run / "trials").iterdir()}
     assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
     for t in study.trials:

@@ -174,8 +174,6 @@ def _warnings(source: Source, counts: Mapping[SplitName, tuple[int, ...]], unrea
     if tiny:
         out.append(f"{len(tiny)} image(s) smaller than {tiny_px} px on a side (upscaled when loaded): "
                    + _examples(tiny))
-    if SplitName.VAL not in counts:
-        out.append("no validation split: one is made from train when loading (data.val_split)")
     return out
 
 
@@ -209,6 +207,8 @@ def format_report(report: CheckReport) -> str:
     lines.append(f"{'total':<{width}} " + " ".join(f"{sum(report.counts[s]):>7}" for s in splits))
     train = report.counts[SplitName.TRAIN]
     lines.append(f"{len(report.class_names)} classes; training images per class: min {min(train)}, max {max(train)}")
+    if SplitName.VAL not in report.counts:
+        lines.append("no validation split: one is made from train when loading (data.val_split)")
     lines += [f"warning: {w}" for w in report.warnings] + [f"error: {e}" for e in report.errors]
     lines.append("OK" if report.ok else f"{len(report.errors)} error(s): training is not possible")
     return "\n".join(lines)
