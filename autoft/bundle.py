@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from autoft.errors import BundleError
+from autoft.fileio import atomic_write_json
 
-__all__ = ["BundleMeta", "Bundle", "save_bundle", "load_bundle", "is_bundle", "copy_bundle", "atomic_write_text",
-           "atomic_write_json", "WEIGHTS_FILE", "META_FILE"]
+__all__ = ["BundleMeta", "Bundle", "save_bundle", "load_bundle", "is_bundle", "copy_bundle", "WEIGHTS_FILE", "META_FILE"]
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "bundle.json"
@@ -94,32 +94,6 @@ def _versions() -> tuple[str, str]:
     return get("autoft"), get("paddlepaddle", "paddlepaddle-gpu")
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temp file in the same folder, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def _replace_dir(tmp: Path, dest: Path) -> None:
     """Swap a fully written folder into place; readers see the old bundle or the new one, never half of one."""
     old = None
@@ -145,7 +119,7 @@ def save_bundle(path: str | Path, weights: Mapping[str, np.ndarray], meta: Bundl
     try:
         arrays = {k: np.ascontiguousarray(v) for k, v in weights.items()}
         save_file(arrays, str(tmp / WEIGHTS_FILE))
-        (tmp / META_FILE).write_text(json.dumps(meta.to_json(), indent=2, default=_json_default) + "\n")
+        atomic_write_json(tmp / META_FILE, meta.to_json())
         _replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -18,7 +18,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from autoft.bundle import atomic_write_json
+from autoft.fileio import atomic_write_json
 from autoft.errors import TrialError
 from autoft.strategies import Strategy
 

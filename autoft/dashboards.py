@@ -11,7 +11,7 @@ from autoft.errors import AutoftError, ConfigError
 __all__ = ["serve", "KINDS", "DEFAULT_PORTS", "ray_dashboard_help"]
 
 KINDS = ("optuna", "ray", "visualdl")
-DEFAULT_PORTS = {"optuna": 8080, "visualdl": 8040, "ray": 8265}
+DEFAULT_PORTS = {"optuna": 8080, "visualdl": 8040}
 
 
 def _run_dir(run: Path | None, kind: str) -> Path:
@@ -36,12 +36,12 @@ def serve(kind: str, run: Path | None, *, host: str = "127.0.0.1", port: int | N
     """Serve until Ctrl-C (optuna, visualdl); for ray, say how to reach the Ray dashboard."""
     if kind not in KINDS:
         raise ConfigError(f"dashboard: unknown kind {kind!r}; valid: {', '.join(KINDS)}")
-    port = DEFAULT_PORTS[kind] if port is None else port
-    if not 0 < port < 65536:
-        raise ConfigError(f"dashboard --port: must be in 1..65535, got {port}")
     if kind == "ray":
         print(ray_dashboard_help())
         return
+    port = DEFAULT_PORTS[kind] if port is None else port
+    if not 0 < port < 65536:
+        raise ConfigError(f"dashboard --port: must be in 1..65535, got {port}")
     _warn_if_exposed(host)
     if kind == "optuna":
         _optuna(_storage_url(run, storage), host, port)

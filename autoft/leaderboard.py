@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoft.bundle import atomic_write_text, copy_bundle, is_bundle
+from autoft.bundle import copy_bundle, is_bundle
+from autoft.fileio import atomic_write_text
 from autoft.errors import AutoftError
 from autoft.records import TrialRecord, TrialStatus, read_trials
 
@@ -54,9 +55,12 @@ def rank(records: list[TrialRecord]) -> Leaderboard:
         row.update({k: r.params.get(k) for k in param_names})
         row.update({"val_acc": best.get("val_acc"), "val_loss": best.get("val_loss"),
                     "best_epoch": best.get("epoch"), "epochs_run": r.epochs_run,
-                    "seconds": round(r.seconds, 1), "error": r.error or ""})
+                    "seconds": round(r.seconds, 1), "error": r.error or "",
+                    "rerun_of": r.extra.get("rerun_of") or ""})
         rows.append(row)
     columns = FIXED_COLUMNS + param_names + METRIC_COLUMNS
+    if any("rerun_of" in r.extra for r in ordered):  # search.rerun_top_k
+        columns.append("rerun_of")
     return Leaderboard(table=pd.DataFrame(rows, columns=columns), records=tuple(ordered))
 
 
@@ -76,13 +80,17 @@ def _markdown(table: pd.DataFrame) -> str:
 def write_leaderboard(run_dir: Path) -> Leaderboard:
     board = rank(read_trials(run_dir))
     atomic_write_text(Path(run_dir) / "leaderboard.csv", board.table.to_csv(index=False))
-    atomic_write_text(Path(run_dir) / "leaderboard.md", _markdown(board.table))
+    from autoft.winner import rerun_markdown
+
+    atomic_write_text(Path(run_dir) / "leaderboard.md", _markdown(board.table) + rerun_markdown(board.records))
     return board
 
 
 def promote_best(run_dir: Path, board: Leaderboard) -> Path | None:
-    """Copy the winner's bundle to run_dir/best_model (atomic swap)."""
-    best = board.best
+    """Copy the winner's bundle to run_dir/best_model (atomic swap); after reruns, the best mean's best run."""
+    from autoft.winner import select_winner
+
+    best = select_winner(board.records) or board.best
     if best is None:
         return None
     src = Path(run_dir) / "trials" / best.trial_id / "bundle"

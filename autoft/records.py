@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autoft.bundle import atomic_write_json
+from autoft.fileio import atomic_write_json
 
 __all__ = ["TrialStatus", "TrialRecord", "read_trials", "TRIAL_FILE"]
 

@@ -10,9 +10,7 @@ import base64
 import html
 import io
 import logging
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -22,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from autoft.bundle import atomic_write_text, is_bundle
+from autoft.bundle import is_bundle
+from autoft.fileio import atomic_write_bytes, atomic_write_text
 from autoft.errors import AutoftError
 from autoft.leaderboard import BEST_DIR, Leaderboard, load_leaderboard
 from autoft.records import TrialStatus
@@ -133,21 +132,10 @@ def _draw(out: Path, name: str, title: str, builder: Callable[[_Run], tuple[Any,
     try:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-        _atomic_write_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue())
     finally:
         plt.close(fig)
     return Plot(name, title, path, note)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _complete_trials(run: _Run) -> list[Any]:
@@ -285,41 +273,45 @@ pre{background:#f7f7f7;padding:1rem;overflow:auto}.note{color:#666;font-style:it
 
 
 def _html(run: _Run, plots: tuple[Plot, ...]) -> str:
-    e = html.escape
-    board = run.board
-    counts = {s: sum(r.status is s for r in board.records) for s in TrialStatus}
-    status = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-    best = board.best
-    best_line = (f"Best val_acc <b>{best.best['val_acc']:.4f}</b> (trial {e(best.trial_id)}: "
-                 + e(", ".join(f"{k}={v}" for k, v in best.params.items())) + ")") if best else "No trial finished."
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>autoft report: {e(run.dir.name)}"
-             f"</title><style>{_STYLE}</style></head><body>",
-             f"<h1>autoft report: {e(run.dir.name)}</h1>",
-             f"<p>{len(board.records)} of {run.cfg.search.trials} trials: {e(status or 'none')}. {best_line}</p>",
-             f"<p class='note'>Written {e(time.strftime('%Y-%m-%d %H:%M:%S'))} from {e(str(run.dir))}</p>",
-             "<h2>Leaderboard</h2>", _table(board),
-             "<h2>Plots</h2>"]
-    for plot in plots:
-        if plot.path is None:
-            parts.append(f"<section id='{plot.name}'><h3>{e(plot.title)}</h3><p class='note'>{e(plot.note)}</p>"
-                         "</section>")
-            continue
-        data = base64.b64encode(plot.path.read_bytes()).decode("ascii")
-        parts.append(f"<figure id='{plot.name}'><h3>{e(plot.title)}</h3>"
-                     f"<img alt='{e(plot.title)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{e(plot.note)}</figcaption></figure>")
+    name = html.escape(run.dir.name)
     config = (run.dir / "config.yaml").read_text(encoding="utf-8")
-    parts += ["<h2>Config</h2>", f"<pre id='config'>{e(config)}</pre>", "</body></html>"]
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>autoft report: {name}</title>"
+             f"<style>{_STYLE}</style></head><body><h1>autoft report: {name}</h1>", _summary(run),
+             "<h2>Leaderboard</h2>", _table(run.board), "<h2>Plots</h2>", *map(_figure, plots),
+             f"<h2>Config</h2><pre id='config'>{html.escape(config)}</pre>", "</body></html>"]
     return "\n".join(parts) + "\n"
 
 
-def _table(board: Leaderboard) -> str:
-    def cell(v: Any) -> str:
-        if v is None or (isinstance(v, float) and v != v):
-            return ""
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
+def _summary(run: _Run) -> str:
+    e = html.escape
+    records = run.board.records
+    status = ", ".join(f"{n} {s.value}" for s in TrialStatus if (n := sum(r.status is s for r in records)))
+    best = run.board.best
+    line = "No trial finished."
+    if best is not None:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+        line = f"Best val_acc <b>{best.best['val_acc']:.4f}</b> (trial {e(best.trial_id)}: {e(params)})."
+    return (f"<p>{len(records)} of {run.cfg.search.trials} trials: {e(status or 'none')}. {line}</p>"
+            f"<p class='note'>Written {e(time.strftime('%Y-%m-%d %H:%M:%S'))} from {e(str(run.dir))}</p>")
 
+
+def _figure(plot: Plot) -> str:
+    title, note = html.escape(plot.title), html.escape(plot.note)
+    if plot.path is None:
+        return f"<section id='{plot.name}'><h3>{title}</h3><p class='note'>{note}</p></section>"
+    data = base64.b64encode(plot.path.read_bytes()).decode("ascii")
+    return (f"<figure id='{plot.name}'><h3>{title}</h3><img alt='{title}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{note}</figcaption></figure>")
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _table(board: Leaderboard) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in board.table.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
                    for row in board.table.itertuples(index=False))
     return f"<table id='leaderboard'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

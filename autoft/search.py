@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from autoft.bundle import atomic_write_text
+from autoft.fileio import atomic_write_text
 from autoft.config import RunConfig, config_from_dict, config_to_dict
 from autoft.errors import AutoftError, ConfigError
 from autoft.leaderboard import Leaderboard, promote_best, write_leaderboard
@@ -152,7 +152,7 @@ def _trainable(config: dict[str, Any], job: TrialJob) -> None:
         cfg = checkpoints.configure(apply_params(job.cfg, params), params)
         fit(cfg, load_trial_data(cfg), bundle_dir=trial_dir / "bundle", report=report, log=log,
             restore=checkpoints.restore, checkpoint_dir=checkpoints.directory)
-    except BaseException as exc:
+    except Exception as exc:  # not SystemExit: Ray ends a finished function trial with it
         atomic_write_text(trial_dir / "error.txt", _error_line(exc) + "\n")
         raise
     finally:
@@ -172,6 +172,12 @@ def _make_sampler(cfg: RunConfig, seed: int) -> Any:
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
         return optuna.samplers.GridSampler({p.name: p.grid() for p in cfg.space}, seed=seed)
+    from autoft.space import CategoricalParam
+
+    categorical = [p.name for p in cfg.space if isinstance(p, CategoricalParam)]
+    if name in ("cmaes", "qmc") and categorical:  # Optuna's own warning would repeat at every trial
+        logging.getLogger("autoft").info(f"search.sampler: {name} samples {', '.join(categorical)} independently "
+                                         "(at random): it models only numeric parameters")
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "qmc":
@@ -609,7 +615,7 @@ def _check_data(cfg: RunConfig, message: Callable[[str], None]) -> None:
 
 def _evaluate_test(run_dir: Path, best: Path, data: Any) -> dict[str, Any]:
     """The test split, scored once at the end and never used for selection; kept in test_metrics.json."""
-    from autoft.bundle import atomic_write_json
+    from autoft.fileio import atomic_write_json
     from autoft.evaluate import evaluate_bundle
 
     metrics = evaluate_bundle(best, "test", data=data)

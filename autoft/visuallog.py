@@ -14,7 +14,7 @@ from typing import Any
 __all__ = ["TrialLog", "VISUALDL_DIR", "HPARAM_METRICS"]
 
 VISUALDL_DIR = "visualdl"
-HPARAM_METRICS = ["acc", "best_acc", "loss"]   # tags of the val run that VisualDL's hparams view tabulates
+HPARAM_METRICS = ("acc", "best_acc", "loss")   # tags of the val run that VisualDL's hparams view tabulates
 _TRAIN_TAGS = {"train_loss": "loss", "lr": "lr"}
 _VAL_TAGS = {"val_loss": "loss", "val_acc": "acc"}
 
@@ -73,12 +73,6 @@ class TrialLog:
             except Exception as exc:  # closing is best effort, like writing
                 self.warn(f"VisualDL log not closed cleanly: {type(exc).__name__}: {exc}")
         self._writers = None
-
-    def __enter__(self) -> TrialLog:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _finite(value: Any) -> bool:

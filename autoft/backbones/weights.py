@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 
 from autoft.backbones.pth import read_pth
 from autoft.errors import WeightsError
+from autoft.fileio import atomic_write, autoft_home
 
 __all__ = [
     "autoft_home",
@@ -36,14 +35,6 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
-def autoft_home() -> Path:
-    """``$AUTOFT_HOME``, else ``$XDG_CACHE_HOME/autoft``, else ``~/.cache/autoft``."""
-    if os.environ.get("AUTOFT_HOME"):
-        return Path(os.environ["AUTOFT_HOME"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "autoft"
-
-
 def weights_dir() -> Path:
     return autoft_home() / "weights"
 
@@ -54,19 +45,6 @@ def md5sum(path: Path) -> str:
         for block in iter(lambda: f.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write`` on a temp file beside ``dest``, then rename it to ``dest``; no partial file survives."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def download(url: str, md5: str | None, dest: str | Path, timeout: float = 60.0) -> Path:
@@ -89,7 +67,7 @@ def download(url: str, md5: str | None, dest: str | Path, timeout: float = 60.0)
             raise WeightsError(f"{url} downloaded with md5 {digest.hexdigest()}, expected {md5}")
 
     log.info("downloading %s to %s", url, dest)
-    _atomic_write(dest, write)
+    atomic_write(dest, write)
     return dest
 
 
@@ -115,7 +93,7 @@ def save_safetensors(tensors: dict[str, np.ndarray], dest: str | Path) -> None:
     from safetensors.numpy import save
 
     data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
-    _atomic_write(Path(dest), lambda f: f.write(data))
+    atomic_write(Path(dest), lambda f: f.write(data))
 
 
 def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:

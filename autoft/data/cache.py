@@ -22,6 +22,7 @@ import numpy as np
 from autoft.data.dataset import Split
 from autoft.data.source import RawSplit, Source, SplitName
 from autoft.errors import DataError
+from autoft.fileio import autoft_home
 
 __all__ = ["PREPROCESS_VERSION", "MAX_UNREADABLE_FRACTION", "autoft_home", "default_cache_dir", "fingerprint",
            "load_or_build"]
@@ -32,15 +33,6 @@ _CHUNK = 256
 _META = "meta.json"
 
 log = logging.getLogger("autoft.data")
-
-
-def autoft_home() -> Path:
-    """$AUTOFT_HOME, else $XDG_CACHE_HOME/autoft, else ~/.cache/autoft."""
-    home = os.environ.get("AUTOFT_HOME")
-    if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "autoft"
 
 
 def default_cache_dir() -> Path:
@@ -114,6 +106,7 @@ def _publish(tmp: Path, entry: Path, key: str) -> None:
 
 def _build(tmp: Path, source: Source, plan: Mapping[SplitName, RawSplit], key: str, image_size: int) -> None:
     total = sum(len(raw) for raw in plan.values())
+    _note_build(key)
     log.info("decoding %d images from %s at %dx%d into %s", total, source.description, image_size,
              image_size, tmp.parent)
     unreadable: list[str] = []
@@ -135,6 +128,15 @@ def _build(tmp: Path, source: Source, plan: Mapping[SplitName, RawSplit], key: s
         "unreadable": unreadable,
     }
     (tmp / _META).write_text(json.dumps(meta, indent=1))
+
+
+def _note_build(key: str) -> None:
+    """With $AUTOFT_CACHE_BUILD_LOG set to a file, every decode appends "<key> <pid>" to it: a count of decodes
+    across processes (a trial's Ray worker included) that tests and benchmarks can read."""
+    path = os.environ.get("AUTOFT_CACHE_BUILD_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"{key} {os.getpid()}\n")
 
 
 def _decode_split(

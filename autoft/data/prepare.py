@@ -21,7 +21,7 @@ from pathlib import Path
 
 from autoft.data import fashion_mnist
 from autoft.data.archive import extract
-from autoft.data.cache import autoft_home
+from autoft.fileio import atomic_write_text, autoft_home
 from autoft.data.catalog import DatasetInfo, Layout, Remote
 from autoft.data.download import OfflineError, fetch, file_digests
 from autoft.errors import DataError
@@ -168,19 +168,13 @@ def read_checksums(folder: Path) -> dict[str, str]:
 
 def _mark_ready(folder: Path, digests: dict[str, str], root: str) -> None:
     recorded = {**read_checksums(folder), **digests}
-    _atomic_write(folder / CHECKSUM, "".join(f"{sha}  {name}\n" for name, sha in sorted(recorded.items())))
-    _atomic_write(folder / READY, json.dumps({"root": root, "sha256": digests}, indent=1))
+    atomic_write_text(folder / CHECKSUM, "".join(f"{sha}  {name}\n" for name, sha in sorted(recorded.items())))
+    atomic_write_text(folder / READY, json.dumps({"root": root, "sha256": digests}, indent=1))
 
 
 def _unmark(folder: Path) -> None:
     (folder / READY).unlink(missing_ok=True)
     shutil.rmtree(folder / _EXTRACTED, ignore_errors=True)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
