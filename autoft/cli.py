@@ -4,13 +4,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from autoft.errors import AutoftError
+from autoft.errors import PADDLE_MISSING, AutoftError
 
 if TYPE_CHECKING:
     from autoft.search import Progress
@@ -50,6 +49,8 @@ def search(
     plain: Annotated[bool, typer.Option(help="One log line per event instead of a live display")] = False,
     evaluate_test: Annotated[bool, typer.Option(help="Score the best bundle once on the test split at the end")] = False,
     dry_run: Annotated[bool, typer.Option(help="Validate config, data and weights, probe 2 steps, print the plan")] = False,
+    warm_start: Annotated[Optional[Path], typer.Option(
+        help="Try this earlier run's top search.warm_start_top_k param sets first")] = None,
 ) -> None:
     """Search hyperparameters: Optuna picks values, Ray Tune runs Paddle fine-tunes, the best is kept."""
     from autoft.config import load_config
@@ -58,6 +59,10 @@ def search(
     cfg = None
     if resume is None:
         cfg = load_config(config, overrides)
+        if warm_start is not None:
+            from autoft.warmstart import warm_start as with_warm_start
+
+            cfg = with_warm_start(cfg, warm_start)
     elif config is not None or overrides:
         raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set and --trials")
     if dry_run:
@@ -77,6 +82,7 @@ def search(
                              on_dashboard=lambda url: display.note(_ray_dashboard_line(url)),
                              on_message=display.note, evaluate_test=evaluate_test)
     _print_board(console, outcome.leaderboard)
+    _print_reruns(outcome.leaderboard)
     run = outcome.run_dir
     if outcome.stopped_on_budget:
         console.print("Stopped on the time budget (search.time_budget).")
@@ -228,7 +234,33 @@ def leaderboard(run: RunDir) -> None:
     """Print a run's ranked trials again."""
     from autoft.leaderboard import load_leaderboard
 
-    _print_board(_console(), load_leaderboard(run))
+    board = load_leaderboard(run)
+    _print_board(_console(), board)
+    _print_reruns(board)
+
+
+def _print_reruns(board: Any) -> None:
+    """search.rerun_top_k's mean ± std table, when the run has reruns."""
+    from autoft.winner import rerun_markdown
+
+    text = rerun_markdown(board.records)
+    if text:
+        print(text, end="")
+
+
+@app.command()
+def export(
+    bundle: Annotated[Path, typer.Argument(help="A bundle folder (or a run folder: its best_model/)")],
+    format_: Annotated[str, typer.Option("--format", help="paddle (paddle.jit inference model) or onnx")] = "paddle",
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: BUNDLE/inference, or BUNDLE for onnx)")] = None,
+) -> None:
+    """Export a bundle for deployment and check the export's outputs match the bundle's."""
+    from autoft.export import export_bundle
+
+    result = export_bundle(bundle, format_, out)
+    print(f"exported {format_} model to {result.path} (max |logit diff| vs the bundle {result.max_abs_diff:.1e})")
+    for path in result.files:
+        print(f"  {path}")
 
 
 @app.command()
@@ -336,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     except ModuleNotFoundError as exc:
         if debug or exc.name not in ("paddle", "paddlepaddle"):
             raise
-        _err("PaddlePaddle is not installed: pip install 'autoft[cpu]' (or 'autoft[gpu]' with CUDA)")
+        _err(PADDLE_MISSING)
         sys.exit(2)
     except KeyboardInterrupt:
         _err("interrupted")

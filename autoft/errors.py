@@ -1,7 +1,9 @@
 """Error classes. User errors (exit 2) derive from AutoftError; TrialError is a failed trial."""
 from __future__ import annotations
 
-__all__ = ["AutoftError", "ConfigError", "DataError", "BundleError", "WeightsError", "TrialError"]
+__all__ = ["AutoftError", "ConfigError", "DataError", "BundleError", "WeightsError", "TrialError", "PADDLE_MISSING"]
+
+PADDLE_MISSING = "PaddlePaddle is not installed: pip install 'autoft[cpu]' (or 'autoft[gpu]' with CUDA)"
 
 
 class AutoftError(Exception):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import importlib.util
 import logging
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -18,7 +20,7 @@ import yaml
 
 from autoft.fileio import atomic_write_text
 from autoft.config import RunConfig, config_from_dict, config_to_dict
-from autoft.errors import AutoftError, ConfigError
+from autoft.errors import PADDLE_MISSING, AutoftError, ConfigError
 from autoft.leaderboard import Leaderboard, promote_best, write_leaderboard
 from autoft.records import TrialRecord, TrialStatus, read_trials
 from autoft.report import try_write_report
@@ -79,9 +81,16 @@ class TrialJob:
     param_names: tuple[str, ...]
 
 
+_OUT_OF_MEMORY = re.compile(r"out of memory|ResourceExhausted|cannot allocate", re.IGNORECASE)
+
+
 def _error_line(exc: BaseException) -> str:
+    """The error's last line as trial.json and the leaderboard show it; out of memory marks the params infeasible."""
     message = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    line = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    if isinstance(exc, MemoryError) or _OUT_OF_MEMORY.search(f"{type(exc).__name__} {exc}"):
+        return f"infeasible: out of memory with these params ({line}); try a smaller batch_size or image_size"
+    return line
 
 
 def _cpu_threads() -> int:
@@ -530,6 +539,8 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
     import ray
     from ray import tune
 
+    if importlib.util.find_spec("paddle") is None:
+        raise AutoftError(PADDLE_MISSING)  # trials would all fail on it, one by one
     if ray_dashboard and not address:
         _check_ray_dashboard_deps()  # before a run folder is made
     if resume is not None:
