@@ -303,11 +303,13 @@ def backbones(pattern: Annotated[str, typer.Argument(help="fnmatch filter, e.g. 
 
 @datasets_app.command("list")
 def datasets_list() -> None:
-    """List the named datasets."""
+    """List the named datasets: classes, size and licence."""
     from autoft.data import list_datasets
+    from autoft.data.registry import dataset_info
 
     for name in list_datasets():
-        print(name)
+        info = dataset_info(name)
+        print(f"{name:20} {info.num_classes:4d} classes  {info.size:32}  {info.licence}")
 
 
 @datasets_app.command("download")
