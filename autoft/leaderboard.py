@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from autoft.bundle import copy_bundle, is_bundle
 from autoft.fileio import atomic_write_text
 from autoft.errors import AutoftError
-from autoft.records import TrialRecord, TrialStatus, read_trials
+from autoft.records import TrialRecord, read_trials
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,7 +108,3 @@ def load_leaderboard(run_dir: Path) -> Leaderboard:
 
 def markdown(board: Leaderboard) -> str:
     return _markdown(board.table)
-
-
-def status_counts(records: list[TrialRecord]) -> dict[TrialStatus, int]:
-    return {s: sum(r.status is s for r in records) for s in TrialStatus}
