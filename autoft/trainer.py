@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -45,9 +46,15 @@ class TrialResult:
 
 
 def select_device(requested: str) -> str:
-    """'cpu' or 'gpu' for train.device auto | cpu | gpu; gpu without a CUDA build or device falls back to CPU."""
+    """'cpu' or 'gpu' for train.device auto | cpu | gpu; gpu without a CUDA build or device falls back to CPU.
+
+    CUDA_VISIBLE_DEVICES (Ray sets it to the GPUs it assigned the trial) is honoured: paddle numbers only the
+    visible devices, so 'gpu' (= gpu:0) is the trial's own GPU, and an empty value means no GPU. A GPU assigned
+    this way with a CPU-only paddle is a fallback worth a warning even for `auto`.
+    """
     has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if requested == "gpu" and not has_gpu:
+    assigned = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() not in ("", "-1")
+    if (requested == "gpu" or (requested == "auto" and assigned)) and not has_gpu:
         warnings.warn("train.device: gpu requested, but paddle has no CUDA build or sees no GPU; training on CPU",
                       stacklevel=2)
     return "gpu" if has_gpu and requested != "cpu" else "cpu"
@@ -142,20 +149,44 @@ def _maybe_log(loop: TrainLoop, epoch: int, value: float) -> None:
     loop.log_sum, loop.log_count, loop.log_time = 0.0, 0, now
 
 
-def train_one_epoch(loop: TrainLoop, epoch: int) -> dict[str, float]:
-    """Shuffle, (augment,) train one epoch; calls ``loop.on_eval`` at step-based evaluations. → {"train_loss"}."""
+def _prepared_batches(loop: TrainLoop, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(images, labels) per step, in order. Each batch augments with its own generator (seed, epoch, batch), so
+    ``num_workers`` > 0 threads can prepare the next batches while Paddle trains, with the same result."""
     cfg, split = loop.cfg, loop.data.train
-    rng = np.random.default_rng([cfg.seed, epoch])  # per epoch: a restored run shuffles as an unbroken one
-    paddle.seed(cfg.seed * 100_003 + epoch)
-    loop.strategy.on_epoch_start(epoch)
-    _set_train_mode(loop.model, cfg.freeze_backbone)
-    total, count = 0.0, 0
-    for idx in _batches(len(split), cfg.batch_size, rng):
+    order = _batches(len(split), cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
+
+    def prepare(i: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = idx[loop.rank::loop.world]
         images = split.images[idx]
         if cfg.augment:
-            images = augment(images, rng)
-        value = train_step(loop, images, split.labels[idx], epoch)
+            images = augment(images, np.random.default_rng([cfg.seed, epoch, i]))
+        return images, split.labels[idx]
+
+    if cfg.num_workers == 0:
+        yield from (prepare(i, idx) for i, idx in enumerate(order))
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(cfg.num_workers, thread_name_prefix="autoft-batches") as pool:
+        ahead: deque = deque()
+        for i, idx in enumerate(order):
+            ahead.append(pool.submit(prepare, i, idx))
+            if len(ahead) > cfg.num_workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+def train_one_epoch(loop: TrainLoop, epoch: int) -> dict[str, float]:
+    """Shuffle, (augment,) train one epoch; calls ``loop.on_eval`` at step-based evaluations. → {"train_loss"}."""
+    cfg = loop.cfg
+    paddle.seed(cfg.seed * 100_003 + epoch)  # per epoch: a restored run continues as an unbroken one
+    loop.strategy.on_epoch_start(epoch)
+    _set_train_mode(loop.model, cfg.freeze_backbone)
+    total, count = 0.0, 0
+    for images, labels in _prepared_batches(loop, epoch):
+        value = train_step(loop, images, labels, epoch)
         total, count = total + value, count + 1
         loop.loss_sum, loop.loss_count = loop.loss_sum + value, loop.loss_count + 1
         _maybe_log(loop, epoch, value)
@@ -248,9 +279,13 @@ class _Keeper:
     rank: int = 0
     best: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    score: Callable[[], dict[str, float]] | None = None  # replaces `evaluate` (the feature cache's head-only path)
 
     def __call__(self, loop: TrainLoop, epoch: int, epoch_value: float) -> None:
-        metrics = evaluate(self.model, self.data.val, loop.mean, loop.std, self.cfg.train.batch_size * 2)
+        if self.score is not None:
+            metrics = self.score()
+        else:
+            metrics = evaluate(self.model, self.data.val, loop.mean, loop.std, self.cfg.train.batch_size * 2)
         if not math.isfinite(metrics["val_loss"]):
             raise TrialError(f"val_loss became {metrics['val_loss']} at epoch {epoch}, step {loop.step}")
         row = {"epoch": epoch_value, "step": loop.step, "train_loss": loop.take_train_loss(), **metrics,
@@ -291,16 +326,23 @@ def fit(cfg: RunConfig, data: ImageData, *, bundle_dir: Path | None = None, repo
     epoch = 0
     if restore is not None:
         epoch, loop.step = _restore(Path(restore), model, strategy, keeper)
+    run_epoch = train_one_epoch
+    if t.freeze_backbone and world == 1:
+        from autoft import features  # head-only: train on cached backbone features (non-augmented images)
+
+        if features.enabled():
+            run_epoch, keeper.score = features.head_only_training(loop, loop.log)
     for epoch in range(epoch + 1, t.epochs + 1):
-        train_one_epoch(loop, epoch)
-        if t.eval_interval == "epoch":
-            keeper(loop, epoch, epoch)
-        elif epoch == t.epochs and loop.step % t.eval_interval:
-            keeper(loop, epoch, loop.step / spe)  # the final weights are always evaluated
+        run_epoch(loop, epoch)
+        # saved before the evaluation reports, so a report (pbt's tune.report) can hand this epoch's checkpoint on
         if t.save_ckpt_interval and epoch % t.save_ckpt_interval == 0 and rank == 0:
             where = checkpoint_path(checkpoint_dir or t.checkpoint_dir, epoch)
             save_checkpoint(where, model, strategy, {"epoch": epoch, "seed": t.seed, "strategy": t.strategy})
             loop.log(f"checkpoint saved to {where}")
+        if t.eval_interval == "epoch":
+            keeper(loop, epoch, epoch)
+        elif epoch == t.epochs and loop.step % t.eval_interval:
+            keeper(loop, epoch, loop.step / spe)  # the final weights are always evaluated
     has_bundle = bundle_dir is not None and keeper.best is not None and is_bundle(bundle_dir)
     return _result(keeper.best, keeper.history, epoch, time.perf_counter() - start,
                    bundle_dir if has_bundle else None)
