@@ -31,7 +31,7 @@ def _err(message: str) -> None:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)  # long paths stay whole when piped or captured
 
 
 @app.command()

@@ -100,11 +100,12 @@ def make_pbt_scheduler(cfg: RunConfig, recorder: Any) -> Any:
             at_epoch = (self._trial_state[trial].last_result or {}).get("epoch")
             donor_epoch = (self._trial_state[trial_to_clone].last_result or {}).get("epoch")
             super()._exploit(tune_controller, trial, trial_to_clone)
+            after = {k: trial.config.get(k) for k in names}
             if recorder is not None:
+                recorder.searcher.note_config(trial.trial_id, after)  # Tune's results carry no config
                 recorder.exploit(trial.trial_id, {
                     "donor": trial_to_clone.trial_id, "epoch": donor_epoch, "at_epoch": at_epoch,
-                    "old_params": before, "donor_params": donor_params,
-                    "new_params": {k: trial.config.get(k) for k in names}, "time": time.time()})
+                    "old_params": before, "donor_params": donor_params, "new_params": after, "time": time.time()})
 
     if not mutable:
         from autoft.errors import ConfigError
@@ -158,8 +159,10 @@ def make_pbt_searcher(cfg: RunConfig, storage: Any, study_name: str, seed: int, 
             point = ((result.get("training_iteration"), result.get("epoch")), float(result.get("val_acc", "nan")))
             if "val_acc" in result and (not curve or curve[-1] != point):
                 curve.append(point)
-            if isinstance(result.get("config"), dict):
-                self.configs[trial_id] = {k: result["config"][k] for k in names if k in result["config"]}
+
+        def note_config(self, trial_id: str, params: dict[str, Any]) -> None:
+            """The params a member trains with from now on (after an exploit)."""
+            self.configs[trial_id] = dict(params)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             if result:  # the result that ends a trial comes only here

@@ -54,10 +54,17 @@ class Predictor:
     """Loads a bundle once; predicts batches of image files."""
 
     def __init__(self, bundle: str | Path, *, batch_size: int = 32, device: str = "auto") -> None:
-        loaded = load_bundle(_resolve_bundle(Path(bundle)))
-        self.meta: BundleMeta = loaded.meta
+        from autoft.export import is_exported
+
+        self.bundle_dir = _resolve_bundle(Path(bundle))
         self.crop_ratio = 1.0
         self.batch_size = batch_size
+        if is_exported(self.bundle_dir) and not is_bundle(self.bundle_dir):  # `autoft export` output
+            self.meta = _read_meta(self.bundle_dir)
+            self.model = _load_exported(self.bundle_dir, device)
+            return
+        loaded = load_bundle(self.bundle_dir)
+        self.meta: BundleMeta = loaded.meta
         self.model = self._build(loaded.weights(), device)
 
     @classmethod
@@ -110,12 +117,16 @@ class Predictor:
         off = (big.shape[0] - size) // 2
         return big[off:off + size, off:off + size]
 
+    def normalize(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 NHWC images → the model's float32 input."""
+        from autoft.data import normalize
+
+        return normalize(batch, self.meta.mean, self.meta.std)
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
         import paddle
 
-        from autoft.data import normalize
-
-        x = paddle.to_tensor(normalize(batch, self.meta.mean, self.meta.std))
+        x = paddle.to_tensor(self.normalize(batch))
         with paddle.no_grad():
             return self.model(x).numpy()
 
@@ -137,6 +148,29 @@ class Predictor:
                 top = tuple((self.meta.class_names[j], float(row[j])) for j in order)
                 results[i] = Prediction(path=str(paths[i]), top=top)
         return [results[i] for i in range(len(paths))]
+
+
+def _read_meta(folder: Path) -> BundleMeta:
+    import json
+
+    from autoft.bundle import META_FILE
+
+    try:
+        return BundleMeta.from_json(json.loads((folder / META_FILE).read_text(encoding="utf-8")), str(folder))
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"{folder / META_FILE}: unreadable ({exc})") from None
+
+
+def _load_exported(folder: Path, device: str) -> Any:
+    """A paddle.jit.save model (inference.json or .pdmodel + .pdiparams)."""
+    import paddle
+
+    from autoft.export import PREFIX
+
+    _select_device(device)
+    model = paddle.jit.load(str(folder / PREFIX))
+    model.eval()
+    return model
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
