@@ -19,7 +19,8 @@ import numpy as np
 from autoft.bundle import META_FILE
 from autoft.errors import BundleError, ConfigError
 
-__all__ = ["export_bundle", "ExportResult", "FORMATS", "TOLERANCE", "INFERENCE_DIR", "PREFIX", "is_exported"]
+__all__ = ["export_bundle", "ExportResult", "FORMATS", "TOLERANCE", "INFERENCE_DIR", "PREFIX", "is_exported",
+           "jit_save", "program_file", "check_batch"]
 
 FORMATS = ("paddle", "onnx")
 TOLERANCE = 1e-4
@@ -51,11 +52,11 @@ def export_bundle(bundle: str | Path, fmt: str = "paddle", out: str | Path | Non
 
     predictor = Predictor(bundle, device="cpu")
     bundle = Path(bundle)
-    batch = _check_batch(predictor.meta.image_size, check_images)
-    expected = predictor.logits(batch)
+    batch = check_batch(predictor.meta.image_size, check_images)
+    expected = predictor.reference_logits(batch)
     if fmt == "paddle":
         dest = Path(out) if out is not None else predictor.bundle_dir / INFERENCE_DIR
-        files = _jit_save(predictor, dest)
+        files = jit_save(predictor, dest)
         got = _run_paddle(dest, predictor.normalize(batch))
     else:
         dest = Path(out) if out is not None else predictor.bundle_dir
@@ -68,7 +69,7 @@ def export_bundle(bundle: str | Path, fmt: str = "paddle", out: str | Path | Non
     return ExportResult(path=dest, files=files, max_abs_diff=diff)
 
 
-def _check_batch(size: int, count: int) -> np.ndarray:
+def check_batch(size: int, count: int) -> np.ndarray:
     """Fixed pseudo-images (uint8 NHWC), the same on every run: smooth gradients plus noise."""
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, size, dtype=np.float32)
@@ -77,7 +78,15 @@ def _check_batch(size: int, count: int) -> np.ndarray:
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def _jit_save(predictor: Any, dest: Path) -> tuple[Path, ...]:
+def program_file(folder: Path) -> Path:
+    """inference.json (Paddle 3's PIR) or inference.pdmodel (older Paddle)."""
+    for suffix in _PROGRAM_SUFFIXES:
+        if (folder / f"{PREFIX}{suffix}").is_file():
+            return folder / f"{PREFIX}{suffix}"
+    raise BundleError(f"{folder}: no {PREFIX}.json or {PREFIX}.pdmodel (not a Paddle inference export)")
+
+
+def jit_save(predictor: Any, dest: Path) -> tuple[Path, ...]:
     import paddle
 
     size = predictor.meta.image_size
@@ -104,8 +113,8 @@ def _onnx(predictor: Any, dest: Path) -> tuple[Path, ...]:
     except ImportError:
         raise ConfigError("--format onnx needs paddle2onnx and onnxruntime: pip install 'autoft[onnx]'") from None
     with tempfile.TemporaryDirectory(prefix="autoft-export-") as tmp:
-        _jit_save(predictor, Path(tmp))
-        program = next(Path(tmp) / f"{PREFIX}{s}" for s in _PROGRAM_SUFFIXES if (Path(tmp) / f"{PREFIX}{s}").is_file())
+        jit_save(predictor, Path(tmp))
+        program = program_file(Path(tmp))
         dest.mkdir(parents=True, exist_ok=True)
         paddle2onnx.export(str(program), str(Path(tmp) / f"{PREFIX}.pdiparams"), save_file=str(dest / ONNX_FILE),
                            opset_version=13, enable_onnx_checker=True)

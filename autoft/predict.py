@@ -1,6 +1,8 @@
 """Predictor(bundle).predict(paths, top_k): everything it needs comes from the bundle."""
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from autoft.bundle import BundleMeta, is_bundle, load_bundle
+from autoft.bundle import META_FILE, BundleMeta, is_bundle, load_bundle
 from autoft.errors import BundleError, DataError
+
+log = logging.getLogger("autoft.predict")
 
 __all__ = ["Prediction", "Predictor", "expand_inputs", "IMAGE_SUFFIXES"]
 
@@ -53,19 +57,44 @@ def _resolve_bundle(path: Path) -> Path:
 class Predictor:
     """Loads a bundle once; predicts batches of image files."""
 
-    def __init__(self, bundle: str | Path, *, batch_size: int = 32, device: str = "auto") -> None:
+    def __init__(self, bundle: str | Path, *, batch_size: int = 32, device: str = "auto",
+                 threads: int | None = None) -> None:
         from autoft.export import is_exported
 
         self.bundle_dir = _resolve_bundle(Path(bundle))
         self.crop_ratio = 1.0
         self.batch_size = batch_size
+        self.fast: _InferenceRunner | None = None
+        gpu = _select_device(device) == "gpu"
+        threads = threads or os.cpu_count() or 1
         if is_exported(self.bundle_dir) and not is_bundle(self.bundle_dir):  # `autoft export` output
             self.meta = _read_meta(self.bundle_dir)
-            self.model = _load_exported(self.bundle_dir, device)
+            self.model = None
+            self.fast = _InferenceRunner(self.bundle_dir, threads, gpu)
             return
         loaded = load_bundle(self.bundle_dir)
         self.meta: BundleMeta = loaded.meta
-        self.model = self._build(loaded.weights(), device)
+        self.model = self._build(loaded.weights())
+        self.fast = self._fast_runner(threads, gpu)
+
+    def _fast_runner(self, threads: int, gpu: bool) -> _InferenceRunner | None:
+        """paddle.inference over a static export of the bundle: the bundle's own `autoft export` output, else one
+        made once and cached by the weights' hash. Any failure keeps the (slower) dynamic-graph model."""
+        from autoft.export import INFERENCE_DIR, TOLERANCE, check_batch, is_exported
+
+        try:
+            folder = self.bundle_dir / INFERENCE_DIR
+            if not is_exported(folder):
+                folder = _cached_export(self)
+            runner = _InferenceRunner(folder, threads, gpu)
+            batch = check_batch(self.meta.image_size, 2)
+            drift = float(np.max(np.abs(runner(self.normalize(batch)) - self.reference_logits(batch))))
+            if not drift <= 10 * TOLERANCE:
+                raise BundleError(f"its logits differ by {drift:.1e}")
+            return runner
+        except Exception as exc:  # a missing inference library or an unexportable op: dygraph still works
+            log.debug("predict: no static export for %s (%s); using the dynamic graph", self.bundle_dir, exc)
+            return None
 
     @classmethod
     def imagenet(cls, backbone: str, *, batch_size: int = 32, device: str = "auto") -> Predictor:
@@ -78,17 +107,17 @@ class Predictor:
                                image_size=spec.default_image_size, mean=spec.mean, std=spec.std)
         self.crop_ratio = 224 / 256  # ImageNet eval: shorter side to size/0.875, centre crop
         self.batch_size = batch_size
+        self.fast = None
         _select_device(device)
         self.model = create(backbone, 1000, "imagenet")
         self.model.eval()
         return self
 
-    def _build(self, weights: dict[str, np.ndarray], device: str) -> Any:
+    def _build(self, weights: dict[str, np.ndarray]) -> Any:
         import paddle
 
         from autoft.backbones import create
 
-        _select_device(device)
         model = create(self.meta.backbone, self.meta.num_classes, "none")
         expected = set(model.state_dict())
         missing, unexpected = expected - set(weights), set(weights) - expected
@@ -124,11 +153,19 @@ class Predictor:
         return normalize(batch, self.meta.mean, self.meta.std)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 NHWC images → logits, through the static export when there is one."""
+        if self.fast is not None:
+            return self.fast(self.normalize(batch))
+        return self.reference_logits(batch)
+
+    def reference_logits(self, batch: np.ndarray) -> np.ndarray:
+        """The bundle's weights in Paddle's dynamic graph: what every export is checked against."""
         import paddle
 
-        x = paddle.to_tensor(self.normalize(batch))
+        if self.model is None:
+            raise BundleError(f"{self.bundle_dir}: an exported model has no dynamic-graph reference")
         with paddle.no_grad():
-            return self.model(x).numpy()
+            return self.model(paddle.to_tensor(self.normalize(batch))).numpy()
 
     def predict(self, paths: Sequence[str | Path], top_k: int = 5) -> list[Prediction]:
         """One Prediction per path, in order; unreadable files get an error and the rest are still predicted."""
@@ -153,24 +190,64 @@ class Predictor:
 def _read_meta(folder: Path) -> BundleMeta:
     import json
 
-    from autoft.bundle import META_FILE
-
     try:
         return BundleMeta.from_json(json.loads((folder / META_FILE).read_text(encoding="utf-8")), str(folder))
     except (ValueError, TypeError) as exc:
         raise BundleError(f"{folder / META_FILE}: unreadable ({exc})") from None
 
 
-def _load_exported(folder: Path, device: str) -> Any:
-    """A paddle.jit.save model (inference.json or .pdmodel + .pdiparams)."""
-    import paddle
+class _InferenceRunner:
+    """paddle.inference on a jit export: the optimised static graph (several times the dynamic graph's speed)."""
 
-    from autoft.export import PREFIX
+    def __init__(self, folder: Path, threads: int, gpu: bool) -> None:
+        from paddle import inference
 
-    _select_device(device)
-    model = paddle.jit.load(str(folder / PREFIX))
-    model.eval()
-    return model
+        from autoft.export import PREFIX, program_file
+
+        config = inference.Config(str(program_file(folder)), str(folder / f"{PREFIX}.pdiparams"))
+        if gpu:
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(threads)
+        config.disable_glog_info()
+        self.predictor = inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.input.reshape(list(x.shape))
+        self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+def _cached_export(predictor: Predictor) -> Path:
+    """<AUTOFT_HOME>/cache/inference/<hash of the weights + image size>/, exported once (atomically)."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    from autoft.bundle import WEIGHTS_FILE
+    from autoft.export import jit_save
+    from autoft.fileio import autoft_home
+
+    digest = hashlib.sha256((predictor.bundle_dir / WEIGHTS_FILE).read_bytes())
+    digest.update(f"{predictor.meta.backbone}:{predictor.meta.image_size}".encode())
+    folder = autoft_home() / "cache" / "inference" / digest.hexdigest()[:24]
+    if (folder / META_FILE).is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    try:
+        jit_save(predictor, tmp)
+        os.rename(tmp, folder)
+    except OSError:
+        if not (folder / META_FILE).is_file():  # another process published it first: use theirs
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -179,10 +256,10 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _select_device(device: str) -> None:
+def _select_device(device: str) -> str:
+    """'cpu' or 'gpu' (auto: gpu when Paddle has CUDA); also made Paddle's current device."""
     import paddle
 
-    if device == "cpu" or (device == "auto" and not paddle.device.is_compiled_with_cuda()):
-        paddle.set_device("cpu")
-    elif device in ("auto", "gpu"):
-        paddle.set_device("gpu" if paddle.device.is_compiled_with_cuda() else "cpu")
+    chosen = "gpu" if device != "cpu" and paddle.device.is_compiled_with_cuda() else "cpu"
+    paddle.set_device(chosen)
+    return chosen

@@ -47,7 +47,7 @@ def main() -> None:
         config.disable_gpu()
         config.set_cpu_math_library_num_threads(1)
         bare = inference.create_predictor(config)
-        predictor = Predictor(bundle, batch_size=BATCH, device="cpu")
+        predictor = Predictor(bundle, batch_size=BATCH, device="cpu", threads=1)  # the bare side runs 1 thread
 
         def run_predictor() -> float:
             start = time.perf_counter()
