@@ -357,6 +357,8 @@ def _quiet_libraries(debug: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     debug = os.environ.get("AUTOFT_DEBUG") == "1"
+    if not debug:
+        os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ notices; set before paddle loads (and Ray's workers inherit it)
     _quiet_libraries(debug)
     try:
         code = app(args=argv, standalone_mode=False)
