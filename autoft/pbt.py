@@ -41,9 +41,9 @@ def initial_population(cfg: RunConfig, seed: int) -> list[dict[str, Any]]:
     """``search.trials`` param sets: the enqueued ones first, the rest drawn by ``search.sampler`` (seeded)."""
     import optuna
 
-    from autoft.search import _make_sampler
+    from autoft.tuning import make_sampler
 
-    study = optuna.create_study(direction="maximize", sampler=_make_sampler(cfg, seed))
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(cfg, seed))
     for params in cfg.search.enqueue:
         study.enqueue_trial(dict(params))
     space = cfg.space.to_optuna()

@@ -155,8 +155,8 @@ def run_reruns(cfg: RunConfig, run_dir: Path, *, address: str | None = None,
     from ray import tune
     from ray.tune.search import Searcher
 
-    from autoft import search as s
     from autoft.records import read_trials
+    from autoft.tuning import Recorder, ray_init, run_tuner
 
     plan = rerun_plan(cfg, read_trials(run_dir))
     if not plan:
@@ -182,31 +182,18 @@ def run_reruns(cfg: RunConfig, run_dir: Path, *, address: str | None = None,
         def optuna_number(self, trial_id: str) -> int | None:
             return None
 
-    started_ray = s._ray_init(address, False)
+    started_ray = ray_init(address, False)
     try:
         searcher = _Plan()
-        recorder = s._Recorder(run_dir, rerun_cfg, searcher, on_progress, time.time())
+        recorder = Recorder(run_dir, rerun_cfg, searcher, on_progress, time.time())
 
         class _Tag(tune.Callback):
             def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
                 spec = searcher.given.get(trial.trial_id, {})
                 recorder.annotate(trial.trial_id, {"rerun_of": spec.get("rerun_of"), "seed": spec.get("seed")})
 
-        job = s.TrialJob(cfg=rerun_cfg, run_dir=str(run_dir), param_names=(*cfg.space.names, seed_key))
-        res = cfg.search.resources_per_trial
-        trainable = tune.with_resources(tune.with_parameters(s._trainable, job=job), {"cpu": res.cpu, "gpu": res.gpu})
-        attempt = len(list((run_dir / "ray").glob("rerun*"))) if (run_dir / "ray").is_dir() else 0
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=len(plan),
-                                        max_concurrent_trials=s._max_concurrent(cfg), reuse_actors=True),
-            run_config=tune.RunConfig(name=f"rerun-{attempt}", storage_path=str(run_dir / "ray"), verbose=0,
-                                      callbacks=[s._tune_callback(recorder), _Tag()],
-                                      failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures)))
-        try:
-            tuner.fit()
-        finally:
-            recorder.interrupt_running()
+        run_tuner(rerun_cfg, run_dir, searcher=searcher, recorder=recorder, name="rerun", num_samples=len(plan),
+                  param_names=(*cfg.space.names, seed_key), callbacks=[_Tag()])
     finally:
         if started_ray:
             import ray

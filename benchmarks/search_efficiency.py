@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from pathlib import Path
 
 from benchmarks import Goal, Recorder, quiet
 

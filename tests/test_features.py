@@ -19,7 +19,7 @@ from autoft.data import load_data  # noqa: E402
 from autoft.records import read_trials  # noqa: E402
 from autoft.trainer import fit  # noqa: E402
 
-from conftest import make_shapes  # noqa: E402
+from shapes import make_shapes  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:When training, we now always track global mean")
 

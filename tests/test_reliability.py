@@ -78,20 +78,27 @@ def test_every_trial_failing_exits_1_with_the_most_common_error(shapes_dir: Path
     assert [r["status"] for r in rows] == ["failed", "failed"]
 
 
-def _kill_marked(marker: str) -> None:
-    """Ray's agents outlive a SIGKILLed driver; they inherited the marker from its environment."""
+def _marked_pids(marker: str) -> list[int]:
+    """Processes that inherited ``marker`` from the environment of the search this test started."""
+    pids = []
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+        if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
-            env = Path(f"/proc/{pid}/environ").read_bytes()
+            if marker.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                pids.append(int(pid))
         except OSError:
             continue
-        if marker.encode() in env and int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    return pids
+
+
+def _kill_marked(marker: str) -> None:
+    """Ray's agents outlive a SIGKILLed driver; they inherited the marker from its environment."""
+    for pid in _marked_pids(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_sigkill_then_resume_finishes_the_budget_without_duplicates(shapes_dir: Path, tmp_path: Path) -> None:
@@ -176,3 +183,38 @@ def test_ctrl_c_marks_running_trials_writes_the_leaderboard_and_says_how_to_resu
     assert "interrupted" in {r["status"] for r in rows}
     assert all(r["error"].startswith("interrupted") for r in rows if r["status"] == "interrupted")
     assert "Traceback" not in stderr
+
+
+def test_max_failures_retries_a_killed_trial_from_its_last_epoch(shapes_dir: Path, tmp_path: Path) -> None:
+    """A trial whose worker dies (a preempted node, an OOM kill) is retried and continues from its checkpoint."""
+    raw = shapes_config(shapes_dir, trials=1, max_concurrent=1, max_failures=1, scheduler="fifo")
+    raw["train"]["epochs"] = 3
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "results" / "retry"
+    marker = f"AUTOFT_TEST_MARKER={uuid.uuid4().hex}"
+    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.Popen([sys.executable, "-m", "autoft.cli", "search", str(path), "--name", "retry",
+                             "--results-dir", str(tmp_path / "results"), "--quiet"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            records = read_trials(run) if (run / "trials").is_dir() else []
+            if records and len(records[0].history) == 1:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the trial did not finish its first epoch within 300 s")
+        workers = [pid for pid in _marked_pids(marker) if b"ImplicitFunc" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        _kill_marked(marker)
+    assert proc.returncode == 0, stderr[-3000:]
+    (record,) = read_trials(run)
+    assert record.status is TrialStatus.COMPLETED and record.epochs_run == 3
+    epochs = [h["epoch"] for h in record.history]
+    assert epochs[0] == 1 and epochs[-1] == 3 and 1 not in epochs[1:], epochs  # epoch 1 was not trained again
+    assert "restor" in (run / "trials" / record.trial_id / "train.log").read_text().lower()

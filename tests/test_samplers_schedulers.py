@@ -12,7 +12,8 @@ import pytest
 from autoft.config import config_from_dict
 from autoft.errors import ConfigError
 from autoft.records import TrialRecord, TrialStatus, read_trials
-from autoft.search import _make_searcher, _ray_init, search
+from autoft.search import search
+from autoft.tuning import make_searcher, ray_init
 from autoft.warmstart import warm_start
 from test_search_e2e import shapes_config
 
@@ -36,7 +37,7 @@ def ray_session():
     """One Ray for every search in this module (searches attach to it instead of starting their own)."""
     import ray
 
-    started = _ray_init(None, False)
+    started = ray_init(None, False)
     yield
     if started:
         ray.shutdown()
@@ -50,7 +51,7 @@ def _suggestions(raw: dict, tmp_path: Path, tag: str) -> list[dict]:
     """Four suggestions from the real searcher (OptunaSearch subclass + sampler), each told a fake result."""
     cfg = config_from_dict(raw)
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / f'{tag}.db'}")
-    searcher = _make_searcher(cfg, storage, "s", cfg.search.seed, None, {"hit": False})
+    searcher = make_searcher(cfg, storage, "s", cfg.search.seed, None, {"hit": False})
     out = []
     for i in range(min(4, cfg.search.trials)):
         params = searcher.suggest(f"t{i}")

@@ -23,7 +23,7 @@ from autoft.data.cache import default_cache_dir
 from autoft.records import read_trials
 from autoft.search import search
 
-from conftest import make_shapes
+from shapes import make_shapes
 
 ray = pytest.importorskip("ray")
 BIN = Path(sys.executable).parent

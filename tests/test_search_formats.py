@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from autoft.config import config_from_dict
-from autoft.search import _error_line, search
+from autoft.search import search
+from autoft.trial import error_line
 from shapes import COLOURS, draw_shape
 
 
@@ -78,9 +79,9 @@ def test_out_of_memory_marks_the_params_infeasible() -> None:
     class ResourceExhaustedError(RuntimeError):
         pass
 
-    line = _error_line(ResourceExhaustedError("\n\nOut of memory error on GPU 0. Cannot allocate 3.2GB memory"))
+    line = error_line(ResourceExhaustedError("\n\nOut of memory error on GPU 0. Cannot allocate 3.2GB memory"))
     assert line.startswith("infeasible: out of memory with these params (ResourceExhaustedError: Out of memory")
-    assert _error_line(ValueError("bad\nvalue")) == "ValueError: bad"
+    assert error_line(ValueError("bad\nvalue")) == "ValueError: bad"
 
 
 def test_without_paddle_the_cli_says_what_to_install(shapes_dir: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from autoft.config import config_from_dict
 from autoft.records import TrialRecord, TrialStatus, read_trials
 from autoft.search import load_trial_data, search
 from autoft.winner import rerun_markdown, rerun_stats, select_winner, t_quantile_975
-from conftest import make_shapes
+from shapes import make_shapes
 from test_search_e2e import shapes_config
 
 
