@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import time
@@ -212,21 +211,13 @@ def _train_head_epoch(loop: TrainLoop, epoch: int, feats: np.ndarray, labels: np
 
 
 def _head_step(loop: TrainLoop, feats: np.ndarray, labels: np.ndarray, epoch: int) -> float:
-    """``trainer.train_step`` on features: head forward, penalty, NaN check, backward, optimiser step."""
+    """``trainer.train_step`` on features: head forward and penalty, then the trainer's checks and step."""
+    from autoft.trainer import optimise
+
     data_loss = F.cross_entropy(loop.model.head(paddle.to_tensor(np.ascontiguousarray(feats))),
                                 paddle.to_tensor(labels))
     penalty = loop.strategy.penalty(loop.model)
-    loss = data_loss if penalty is None else data_loss + penalty
-    if penalty is None:
-        value = total = float(loss)
-    else:
-        value, total = (float(v) for v in paddle.stack([data_loss, loss]).numpy())
-    if not math.isfinite(total):
-        raise TrialError(f"loss became {total} at epoch {epoch}, step {loop.step + 1}")
-    (loss if loop.scaler is None else loop.scaler.scale(loss)).backward()
-    loop.strategy.step(loop.scaler)
-    loop.step += 1
-    return value
+    return optimise(loop, data_loss, data_loss if penalty is None else data_loss + penalty, epoch)
 
 
 @paddle.no_grad()

@@ -28,7 +28,7 @@ from autoft.errors import DataError, TrialError
 from autoft.strategies import Strategy, build_strategy
 
 __all__ = ["TrialResult", "TrainLoop", "fit", "train", "train_one_epoch", "train_step", "evaluate", "select_device",
-           "steps_per_epoch"]
+           "steps_per_epoch", "optimise"]
 
 Report = Callable[[dict[str, Any]], None]
 Log = Callable[[str], None]
@@ -124,7 +124,11 @@ def _forward_loss(loop: TrainLoop, images: np.ndarray, labels: np.ndarray) -> tu
 
 def train_step(loop: TrainLoop, images: np.ndarray, labels: np.ndarray, epoch: int) -> float:
     """One optimisation step; returns the data loss. NaN/inf (data loss or penalty) raises TrialError at once."""
-    data_loss, loss = _forward_loss(loop, images, labels)
+    return optimise(loop, *_forward_loss(loop, images, labels), epoch)
+
+
+def optimise(loop: TrainLoop, data_loss: paddle.Tensor, loss: paddle.Tensor, epoch: int) -> float:
+    """Check the loss (NaN/inf raises TrialError), backward, optimiser step; returns the data loss's value."""
     if loss is data_loss:
         value = total = float(loss)
     else:

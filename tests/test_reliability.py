@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,24 @@ def _marked_pids(marker: str) -> list[int]:
     return pids
 
 
+def start_search(cfg_path: Path, results: Path, name: str, *flags: str) -> tuple[subprocess.Popen, str]:
+    """`autoft search` in its own session, every process of it marked (see _kill_marked) → (process, marker)."""
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen([sys.executable, "-m", "autoft.cli", "search", str(cfg_path), "--name", name,
+                             "--results-dir", str(results), *flags], env={**os.environ, "AUTOFT_TEST_MARKER": marker},
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    return proc, f"AUTOFT_TEST_MARKER={marker}"
+
+
+def wait_until(ready: Callable[[], bool], what: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not ready():
+        assert proc.poll() is None, f"the search ended before {what}"
+        if time.time() > deadline:
+            pytest.fail(f"no {what} within {timeout:g} s")
+        time.sleep(0.2)
+
+
 def _kill_marked(marker: str) -> None:
     """Ray's agents outlive a SIGKILLed driver; they inherited the marker from its environment."""
     for pid in _marked_pids(marker):
@@ -107,23 +126,15 @@ def test_sigkill_then_resume_finishes_the_budget_without_duplicates(shapes_dir: 
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(raw))
     run = tmp_path / "results" / "killed"
-    marker = f"AUTOFT_TEST_MARKER={uuid.uuid4().hex}"
-    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
-    proc = subprocess.Popen([sys.executable, "-m", "autoft.cli", "search", str(path), "--name", "killed",
-                             "--results-dir", str(tmp_path / "results"), "--quiet"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, marker = start_search(path, tmp_path / "results", "killed", "--quiet")
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            finished = [r for r in read_trials(run) if r.status.finished] if (run / "trials").is_dir() else []
-            if finished and any(r.status is TrialStatus.RUNNING for r in read_trials(run)):
-                break
-            assert proc.poll() is None, "the search ended before it could be killed"
-            time.sleep(0.5)
-        else:
-            pytest.fail("no trial finished within 300 s")
+        def finished_and_running() -> bool:
+            records = read_trials(run)
+            return any(r.status.finished for r in records) and any(r.status is TrialStatus.RUNNING for r in records)
+
+        wait_until(finished_and_running, "finished trial while another runs", proc)
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.communicate()
     finally:
         _kill_marked(marker)
     before = {r.trial_id: r for r in read_trials(run) if r.status.finished}
@@ -159,20 +170,10 @@ def test_ctrl_c_marks_running_trials_writes_the_leaderboard_and_says_how_to_resu
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(raw))
     run = tmp_path / "results" / "ctrlc"
-    marker = f"AUTOFT_TEST_MARKER={uuid.uuid4().hex}"
-    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
-    proc = subprocess.Popen([sys.executable, "-m", "autoft.cli", "search", str(path), "--name", "ctrlc",
-                             "--results-dir", str(tmp_path / "results"), "--plain"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc, marker = start_search(path, tmp_path / "results", "ctrlc", "--plain")
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            running = [r for r in read_trials(run) if r.status is TrialStatus.RUNNING] if (run / "trials").is_dir() else []
-            if any(r.history for r in running):
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("no trial reported within 300 s")
+        wait_until(lambda: any(r.history for r in read_trials(run) if r.status is TrialStatus.RUNNING),
+                   "running trial with a reported epoch", proc)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
         stdout, stderr = proc.communicate(timeout=180)
     finally:
@@ -192,20 +193,9 @@ def test_max_failures_retries_a_killed_trial_from_its_last_epoch(shapes_dir: Pat
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump(raw))
     run = tmp_path / "results" / "retry"
-    marker = f"AUTOFT_TEST_MARKER={uuid.uuid4().hex}"
-    env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
-    proc = subprocess.Popen([sys.executable, "-m", "autoft.cli", "search", str(path), "--name", "retry",
-                             "--results-dir", str(tmp_path / "results"), "--quiet"], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc, marker = start_search(path, tmp_path / "results", "retry", "--quiet")
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            records = read_trials(run) if (run / "trials").is_dir() else []
-            if records and len(records[0].history) == 1:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the trial did not finish its first epoch within 300 s")
+        wait_until(lambda: any(len(r.history) == 1 for r in read_trials(run)), "first epoch", proc)
         workers = [pid for pid in _marked_pids(marker) if b"ImplicitFunc" in Path(f"/proc/{pid}/cmdline").read_bytes()]
         assert len(workers) == 1
         os.kill(workers[0], signal.SIGKILL)
