@@ -15,6 +15,8 @@ are parameters with ``stop_gradient`` in paddle, so they are never optimised eit
 """
 from __future__ import annotations
 
+import abc
+
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -124,7 +126,7 @@ def no_decay_param_names(model: nn.Layer) -> set[str]:
     return names
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """Owns ``optimizer`` and the lr schedule; the trainer calls, per epoch, ``on_epoch_start(epoch)`` and, per
     batch, ``loss + penalty(model)``, ``backward()``, ``step()``."""
 
@@ -143,8 +145,9 @@ class Strategy:
             p.regularizer = None
         self.optimizer = self._build(model)
 
+    @abc.abstractmethod
     def _build(self, model: nn.Layer) -> paddle.optimizer.Optimizer:
-        raise NotImplementedError
+        """The optimizer (and its parameter groups) that makes this strategy what it is."""
 
     def _schedule(self) -> _FunctionLR:
         self.scheduler = _FunctionLR(self.lr_at)

@@ -11,37 +11,15 @@ paddle = pytest.importorskip("paddle")
 from paddle import nn  # noqa: E402
 
 from autoft.backbones.classifier import Classifier  # noqa: E402
-from autoft.backbones.registry import BackboneSpec  # noqa: E402
 from autoft.config import OPTIMIZERS, TrainConfig  # noqa: E402
 from autoft.strategies import (  # noqa: E402
     STRATEGIES, build_strategy, no_decay_param_names, slanted_triangular, warmup_linear_decay,
 )
+from tiny import TinyBackbone, tiny_spec  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:When training, we now always track global mean")
 
-SPEC = BackboneSpec(name="tiny", family="test", default_image_size=16, mean=(127.5,) * 3, std=(64.0,) * 3,
-                    feature_dim=16, weights="none")
-
-
-def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2D(cin, cout, 3, stride=stride, padding=1), nn.BatchNorm2D(cout), nn.ReLU())
-
-
-class TinyBackbone(nn.Layer):
-    """Three conv+BN blocks and global pooling: three layer groups below the head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocks = nn.LayerList([_block(3, 8, 1), _block(8, 16, 2), _block(16, 16, 2)])
-        self.pool = nn.AdaptiveAvgPool2D(1)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return paddle.flatten(self.pool(x), 1)
-
-    def param_groups(self) -> list[list[paddle.Tensor]]:
-        return [list(b.parameters()) for b in self.blocks]
+SPEC = tiny_spec("tiny")
 
 
 def tiny_model(seed: int = 0) -> Classifier:

@@ -14,38 +14,19 @@ from paddle import nn  # noqa: E402
 
 from autoft import trainer  # noqa: E402
 from autoft.backbones import create, registry  # noqa: E402
-from autoft.backbones.registry import BackboneSpec, Entry  # noqa: E402
+from autoft.backbones.registry import Entry  # noqa: E402
 from autoft.bundle import load_bundle  # noqa: E402
 from autoft.config import config_from_dict  # noqa: E402
 from autoft.data import ImageData, Split  # noqa: E402
 from autoft.errors import TrialError  # noqa: E402
 from autoft.trainer import TrialResult, evaluate, fit, select_device  # noqa: E402
+from tiny import TinyBackbone, tiny_spec  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:When training, we now always track global mean")
 
 REPORT_KEYS = {"epoch", "step", "train_loss", "val_loss", "val_acc", "lr", "seconds"}
 COLOURS = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220]], dtype=np.float64)
-SPEC = BackboneSpec(name="tiny_cnn", family="test", default_image_size=16, mean=(127.5,) * 3, std=(64.0,) * 3,
-                    feature_dim=16, weights="none")
-
-
-def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2D(cin, cout, 3, stride=stride, padding=1), nn.BatchNorm2D(cout), nn.ReLU())
-
-
-class TinyBackbone(nn.Layer):
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocks = nn.LayerList([_block(3, 8, 1), _block(8, 16, 2), _block(16, 16, 2)])
-        self.pool = nn.AdaptiveAvgPool2D(1)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return paddle.flatten(self.pool(x), 1)
-
-    def param_groups(self) -> list[list[paddle.Tensor]]:
-        return [list(b.parameters()) for b in self.blocks]
+SPEC = tiny_spec("tiny_cnn")
 
 
 @pytest.fixture(autouse=True)
