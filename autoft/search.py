@@ -235,7 +235,7 @@ def _enqueue_first(cfg: RunConfig, storage: Any, study_name: str, resuming: bool
     """`search.enqueue` (and PaddleHub init_values) run first; a resumed study already has them."""
     import optuna
 
-    if resuming or not cfg.search.enqueue:
+    if resuming or not cfg.search.enqueue or cfg.search.scheduler == "pbt":  # pbt draws its population itself
         return
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", load_if_exists=True)
     for params in cfg.search.enqueue:

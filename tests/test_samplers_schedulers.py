@@ -135,8 +135,11 @@ def test_cmaes_with_median_notes_categoricals_once(ray_session, shapes_dir: Path
 
 
 def test_pbt_clones_weights_and_perturbs_params(ray_session, shapes_dir: Path, tmp_path: Path) -> None:
-    raw = tiny(shapes_dir, 3, scheduler="pbt", trials=3, max_concurrent=3, quantile_fraction=0.5,
-               resources_per_trial={"cpu": 0.5})
+    # one clearly strong and one clearly weak member, so the bottom of the population is never a tie; four epochs
+    # give three perturbation points (none at the last epoch), whatever order the members report in
+    raw = tiny(shapes_dir, 4, scheduler="pbt", trials=3, max_concurrent=3, quantile_fraction=0.5,
+               resources_per_trial={"cpu": 0.5}, enqueue=[{"learning_rate": 0.006, "optimizer": "adam"},
+                                                          {"learning_rate": 0.001, "optimizer": "momentum"}])
     outcome = run(shapes_dir, tmp_path, "pbt", raw)
     run_dir = outcome.run_dir
     records = {r.trial_id: r for r in read_trials(run_dir)}
@@ -149,7 +152,7 @@ def test_pbt_clones_weights_and_perturbs_params(ray_session, shapes_dir: Path, t
         for e in record.extra["exploits"]:
             assert e["donor"] in records and e["donor"] != record.trial_id
             assert e["new_params"] != e["donor_params"]  # perturbed, not a plain copy
-            assert e["epoch"] < 3  # never at the last epoch: a clone would have nothing to train
+            assert e["epoch"] < 4  # never at the last epoch: a clone would have nothing to train
             at = epochs.index(e["at_epoch"], cursor)
             assert epochs[at + 1] == e["epoch"] + 1, epochs  # continued from the donor's checkpoint epoch
             assert f"restoring the checkpoint of trial {e['donor']} at epoch {e['epoch']}" in log
