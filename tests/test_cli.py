@@ -2,48 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from PIL import Image
 
 from shapes import COLOURS, draw_shape, make_shapes
 
-CLI = [sys.executable, "-m", "autoft.cli"]
-
-
-def run(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "AUTOFT_DEBUG"}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
-
-
-def write_yaml(path: Path, data: dict | str) -> Path:
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return path
-
-
-def search_yaml(tmp: Path, **sections: dict) -> Path:
-    raw = {"name": "bad", "data": {"path": str(tmp / "data"), "image_size": 32}, "train": {"epochs": 1}}
-    for key, value in sections.items():
-        raw[key] = {**raw.get(key, {}), **value}
-    return write_yaml(tmp / "c.yaml", raw)
-
-
-def image(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (24, 24), (200, 10, 10)).save(path)
-    return path
-
-
-def make_lists(root: Path, train_lines: list[str], labels: list[str]) -> None:
-    image(root / "img" / "a.png")
-    image(root / "img" / "b.png")
-    (root / "train_list.txt").write_text("\n".join(train_lines) + "\n")
-    (root / "label_list.txt").write_text("\n".join(labels) + "\n")
+from cli_helpers import assert_one_line_exit_2, image, make_lists, run, search_yaml, write_yaml
 
 
 # Each case: (setup(tmp) -> argv, text the single stderr line must contain)
@@ -142,13 +109,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(setup, needle: str, tmp
     results = tmp_path / "results"
     if argv[0] == "search":
         argv += ["--results-dir", str(results)]
-    out = run(*argv, cwd=tmp_path)
-    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("autoft: error: "), out.stderr[-2000:]
-    assert needle in lines[0]
-    assert "Traceback" not in out.stderr
-    assert not results.exists() or not any(results.iterdir())
+    assert_one_line_exit_2(run(*argv, cwd=tmp_path), needle, results)
 
 
 def test_predict_reports_bad_files_and_still_predicts_the_rest(tmp_path: Path, trained: Path) -> None:
