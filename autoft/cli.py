@@ -190,8 +190,13 @@ def train(
     """One fine-tune with fixed values, no search; the best epoch is kept in train.checkpoint_dir/best_model."""
     from autoft import train as run_train
     from autoft.config import load_config
+    from autoft.fileio import autoft_home
+    from autoft.runfolder import check_writable
 
-    result = run_train(load_config(config, list(set_ or [])))
+    cfg = load_config(config, list(set_ or []))
+    check_writable(Path(cfg.train.checkpoint_dir), "train.checkpoint_dir")
+    check_writable(autoft_home(), "AUTOFT_HOME")
+    result = run_train(cfg)
     print(f"best val_acc {result.best_val_acc:.4f} (val_loss {result.best_val_loss:.4f}, epoch {result.best_epoch}); "
           f"bundle: {result.bundle_path}")
 
@@ -205,19 +210,21 @@ def predict(
     imagenet: Annotated[Optional[str], typer.Option(help="Use BACKBONE's own ImageNet head instead of a bundle")] = None,
 ) -> None:
     """Top-k labels with probabilities for images, using only what the bundle holds."""
-    from autoft.predict import Predictor, expand_inputs
+    from autoft.predict import IMAGE_SUFFIXES, Predictor, expand_inputs
 
     inputs = list(images or [])
     if imagenet is not None:
         inputs = ([bundle] if bundle is not None else []) + inputs
-        predictor = Predictor.imagenet(imagenet)
     elif bundle is None:
         raise AutoftError("predict: give a bundle folder (or --imagenet BACKBONE) and images")
-    else:
-        predictor = Predictor(bundle)
     if not inputs:
         raise AutoftError("predict: give at least one image file or folder")
-    preds = predictor.predict(expand_inputs(inputs), top_k=top_k)
+    paths = expand_inputs(inputs)  # FIFOs, devices and sockets stay in: predict refuses them unopened, one line each
+    if not paths:
+        raise AutoftError(f"predict: no image files in {', '.join(map(str, inputs))} "
+                          f"(suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+    predictor = Predictor.imagenet(imagenet) if imagenet is not None else Predictor(bundle)
+    preds = predictor.predict(paths, top_k=top_k)
     for p in preds:
         if p.error:
             _err(p.error)

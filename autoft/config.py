@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,13 +13,14 @@ from typing import Any, Callable
 
 import yaml
 
+from autoft.runfolder import check_run_name
 from autoft.errors import ConfigError
-from autoft.space import CategoricalParam, FloatParam, IntParam, SearchSpace
+from autoft.space import INT64, MAX_GRID, CategoricalParam, FloatParam, IntParam, SearchSpace, quote
 
 __all__ = [
     "DataConfig", "ModelConfig", "TrainConfig", "SearchConfig", "RunConfig", "OPTIMIZERS", "STRATEGIES",
     "SAMPLERS", "SCHEDULERS", "load_config", "config_from_dict", "apply_params", "parse_set", "config_to_dict",
-    "demo_config_path", "parse_duration", "resolve_image_size", "first_config",
+    "demo_config_path", "parse_duration", "resolve_image_size", "first_config", "checked_trial",
 ]
 
 OPTIMIZERS = ("adam", "adamw", "momentum", "sgd", "rmsprop", "adagrad")
@@ -27,6 +29,85 @@ SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc", "gp")
 SCHEDULERS = ("asha", "median", "hyperband", "fifo", "pbt")
 FINAL_FITS = ("none", "train+val")
 DEVICES = ("auto", "cpu", "gpu")
+IMAGE_SIZES = (16, 1024)  # pixels per side: below, the backbones pool to nothing; above, one image fills a GPU
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".pdparams")  # what backbones.loading reads
+_SEEDS = 2**31  # numpy's RandomState takes < 2**32; search.seed + trials done and train.seed + k must fit too
+_MAX_ALIASED = 10_000  # YAML nodes that aliases (*name) may add in all: a config reuses a list, not a billion
+_MAX_DEPTH = 32  # YAML nesting: a config is a few levels deep, and deeper ones overflow Python's recursion
+_MAX_NAME = 100  # characters: the name starts the run folder's name, and a file name has 255 bytes at most
+
+
+class _Refusal(Exception):
+    """Well-formed YAML that a config must not be: a duplicate key, an alias bomb, runaway nesting."""
+
+    def __init__(self, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem)
+        self.problem, self.line = problem, mark.line + 1
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader (no python/* tags) that refuses what it would otherwise accept silently or choke on."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}  # id(node) → nodes it expands to, aliases counted in full
+        self._aliased = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            self._count_alias(self.peek_event())
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > _MAX_DEPTH:
+            raise _Refusal(f"nesting deeper than {_MAX_DEPTH} levels", self.peek_event().start_mark)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in _children(node))
+        return node
+
+    def _count_alias(self, event: yaml.AliasEvent) -> None:
+        """Refuse an alias before the walk: sizes are known while composing, so the bomb is never built."""
+        node = self.anchors.get(event.anchor)
+        if node is None:
+            return  # the composer says "found undefined alias"
+        size = self._sizes.get(id(node))
+        if size is None:  # its anchor is still open: the node would contain itself
+            raise _Refusal(f"alias *{event.anchor[:40]} is inside its own anchor (a recursive structure)",
+                           event.start_mark)
+        self._aliased += size
+        if self._aliased > _MAX_ALIASED:
+            raise _Refusal(f"aliases may add at most {_MAX_ALIASED} YAML nodes in all, but *{event.anchor[:40]} "
+                           f"takes them to {self._aliased} (an alias bomb?)", event.start_mark)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` then a key is YAML's override, not a duplicate
+            key = self.construct_object(key_node)
+            if key in first:
+                raise _Refusal(f"duplicate key {quote(key)} (first at line {first[key]}); a key may appear once "
+                               "in a mapping", key_node.start_mark)
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:  # a 5000-digit int, a date like 2024-13-45
+            what = node.value if isinstance(node, yaml.ScalarNode) else node.tag
+            raise _Refusal(f"cannot read {quote(what)}: {str(exc).splitlines()[0][:120]}", node.start_mark) from None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no python/* tags, so no code runs
 
 
 def _meta(rule: Callable[[str, Any], Any] | None = None, help: str = "") -> dict[str, Any]:
@@ -36,53 +117,72 @@ def _meta(rule: Callable[[str, Any], Any] | None = None, help: str = "") -> dict
 def _choice(options: Sequence[str]) -> Callable[[str, Any], Any]:
     def rule(key: str, value: Any) -> Any:
         if value not in options:
-            hint = difflib.get_close_matches(str(value), options, n=1)
+            hint = difflib.get_close_matches(str(value), options, n=1) if len(str(value)) < 100 else []
             did = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ConfigError(f"{key}: unknown value {value!r}{did} valid: {', '.join(options)}")
+            raise ConfigError(f"{key}: unknown value {quote(value)}{did} valid: {', '.join(options)}")
         return value
     return rule
 
 
 def _positive(key: str, value: Any) -> Any:
     if value <= 0:
-        raise ConfigError(f"{key}: must be > 0, got {value!r}")
+        raise ConfigError(f"{key}: must be > 0, got {quote(value)}")
     return value
 
 
 def _non_negative(key: str, value: Any) -> Any:
     if value < 0:
-        raise ConfigError(f"{key}: must be >= 0, got {value!r}")
+        raise ConfigError(f"{key}: must be >= 0, got {quote(value)}")
     return value
 
 
 def _fraction(key: str, value: Any) -> Any:
     if not 0 <= value < 1:
-        raise ConfigError(f"{key}: must be in [0, 1), got {value!r}")
+        raise ConfigError(f"{key}: must be in [0, 1), got {quote(value)}")
     return value
 
 
 def _open_fraction(key: str, value: Any) -> Any:
     if not 0 < value < 1:
-        raise ConfigError(f"{key}: must be in (0, 1), got {value!r}")
+        raise ConfigError(f"{key}: must be in (0, 1), got {quote(value)}")
     return value
 
 
 def _half_fraction(key: str, value: Any) -> Any:
     if not 0 < value <= 0.5:
-        raise ConfigError(f"{key}: must be in (0, 0.5], got {value!r}")
+        raise ConfigError(f"{key}: must be in (0, 0.5], got {quote(value)}")
     return value
 
 
 def _epoch_or_steps(key: str, value: Any) -> Any:
     if value == "epoch" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
-    raise ConfigError(f"{key}: must be 'epoch' or a positive step count, got {value!r}")
+    raise ConfigError(f"{key}: must be 'epoch' or a positive step count, got {quote(value)}")
+
+
+def _at_least_two(key: str, value: Any) -> Any:
+    if value < 2:  # ASHA and HyperBand keep 1/reduction_factor of the trials: 1 keeps all and divides by log 1
+        raise ConfigError(f"{key}: must be >= 2, got {quote(value)}")
+    return value
+
+
+def _seed(key: str, value: Any) -> Any:
+    if not 0 <= value < _SEEDS:
+        raise ConfigError(f"{key}: must be in [0, 2**31), got {quote(value)}")
+    return value
+
+
+def _image_size(key: str, value: Any) -> Any:
+    low, high = IMAGE_SIZES
+    if not low <= value <= high:
+        raise ConfigError(f"{key}: must be in [{low}, {high}] pixels, got {quote(value)}")
+    return value
 
 
 def _auto_or_count(key: str, value: Any) -> Any:
     if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
         return value
-    raise ConfigError(f"{key}: must be 'auto' or a positive integer, got {value!r}")
+    raise ConfigError(f"{key}: must be 'auto' or a positive integer, got {quote(value)}")
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -94,14 +194,17 @@ def parse_duration(key: str, value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past 1e308
+            seconds = math.inf
     else:
-        m = _DURATION.match(str(value))
+        m = _DURATION.match(str(value)) if isinstance(value, str) else None
         if not m:
-            raise ConfigError(f"{key}: must be a duration like 90s, 30m, 2h or 1d, got {value!r}")
+            raise ConfigError(f"{key}: must be a duration like 90s, 30m, 2h or 1d, got {quote(value)}")
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if seconds <= 0:
-        raise ConfigError(f"{key}: must be a positive duration, got {value!r}")
+    if not (math.isfinite(seconds) and seconds > 0):  # nan passes `<= 0`; inf is "no limit", which is null
+        raise ConfigError(f"{key}: must be a positive, finite duration (null for no limit), got {quote(value)}")
     return seconds
 
 
@@ -110,7 +213,7 @@ class DataConfig:
     dataset: str | None = field(default=None, metadata=_meta(help="registry name, e.g. fashion-mnist-demo"))
     path: str | None = field(default=None, metadata=_meta(help="ImageFolder, PaddleHub lists or CSV"))
     val_split: float = field(default=0.2, metadata=_meta(_open_fraction))
-    image_size: int | None = field(default=None, metadata=_meta(_positive))
+    image_size: int | None = field(default=None, metadata=_meta(_image_size))
     max_train_per_class: int | None = field(default=None, metadata=_meta(_positive))
     max_val_per_class: int | None = field(default=None, metadata=_meta(_positive))
     flatten_nested: bool = False
@@ -127,10 +230,23 @@ def _backbone(key: str, value: Any) -> Any:
 
 
 def _pretrained(key: str, value: Any) -> Any:
-    if value in ("imagenet", "none") or Path(value).expanduser().exists():
+    """Checked here, once: a path the loader cannot read would otherwise fail every trial, one by one.
+
+    Only names and suffixes are looked at; the file is not opened (backbones.loading reads it, safely).
+    """
+    if value in ("imagenet", "none"):
         return value
-    raise ConfigError(f"{key}: must be imagenet, none, or an existing weights file or bundle folder; "
-                      f"no such path {value!r}")
+    path = Path(value).expanduser()  # relative to the current folder, as search._absolute_paths resolves it
+    if path.is_dir():
+        if not (path / "model.safetensors").is_file():
+            raise ConfigError(f"{key}: a folder must be a bundle holding model.safetensors, got {quote(value, 200)}")
+        return value
+    if not path.is_file():
+        raise ConfigError(f"{key}: must be imagenet, none, or an existing weights file or bundle folder; "
+                          f"no such path {quote(value, 200)}")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ConfigError(f"{key}: a weights file must end in {', '.join(WEIGHT_SUFFIXES)}, got {quote(value, 200)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -164,7 +280,7 @@ class TrainConfig:
     data_parallel: bool = False
     amp: bool = False
     num_workers: int = field(default=0, metadata=_meta(_non_negative))
-    seed: int = 0
+    seed: int = field(default=0, metadata=_meta(_seed))
     freeze_backbone: bool = False
 
 
@@ -186,10 +302,10 @@ class SearchConfig:
     trial_timeout: float | None = field(default=None, metadata=_meta(parse_duration))
     max_failures: int = field(default=0, metadata=_meta(_non_negative))
     grace_period: int = field(default=1, metadata=_meta(_positive))
-    reduction_factor: int = field(default=2, metadata=_meta(_positive))
+    reduction_factor: int = field(default=2, metadata=_meta(_at_least_two))
     perturbation_interval: int = field(default=1, metadata=_meta(_positive, help="pbt: epochs between exploits"))
     quantile_fraction: float = field(default=0.25, metadata=_meta(_half_fraction, help="pbt: bottom share cloned"))
-    seed: int = 0
+    seed: int = field(default=0, metadata=_meta(_seed))
     enqueue: tuple[dict[str, Any], ...] = ()
     warm_start_top_k: int = field(default=3, metadata=_meta(_positive))
     rerun_top_k: int = field(default=0, metadata=_meta(_non_negative))
@@ -220,9 +336,9 @@ _PADDLEHUB_ALIASES = {"weight_decay": "regularization_coeff", "num_epoch": "epoc
 
 
 def _unknown(key: str, valid: Sequence[str], where: str) -> ConfigError:
-    hint = difflib.get_close_matches(key, valid, n=1)
+    hint = difflib.get_close_matches(key, valid, n=1) if len(key) < 100 else []  # difflib is quadratic
     did = f"; did you mean {hint[0]!r}?" if hint else ""
-    return ConfigError(f"{where}: unknown key {key!r}{did} valid: {', '.join(valid)}")
+    return ConfigError(f"{where}: unknown key {quote(key)}{did} valid: {', '.join(valid)}")
 
 
 def _type_ok(value: Any, annotation: str) -> Any:
@@ -235,7 +351,10 @@ def _type_ok(value: Any, annotation: str) -> Any:
     if isinstance(value, int) and "int" in kinds:
         return value
     if isinstance(value, (int, float)) and "float" in kinds:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int past 1e308: inf, which _field_value refuses as not finite
+            return math.inf
     if isinstance(value, str) and "str" in kinds:
         return value
     return _BAD
@@ -255,7 +374,11 @@ def _field_value(section: str, f: dataclasses.Field, value: Any) -> Any:
         words = " or ".join(_TYPE_WORDS.get(k.strip(), k.strip()) for k in str(f.type).split("|"))
         if rule in (_epoch_or_steps, _auto_or_count):
             return rule(key, value)
-        raise ConfigError(f"{key}: must be {words}, got {value!r}")
+        raise ConfigError(f"{key}: must be {words}, got {quote(value)}")
+    if isinstance(checked, float) and not math.isfinite(checked):  # nan slips through every `<` rule
+        raise ConfigError(f"{key}: must be a finite number, got {quote(value)}")
+    if isinstance(checked, int) and not isinstance(checked, bool) and not -INT64 <= checked < INT64:
+        raise ConfigError(f"{key}: must fit in a 64-bit integer, got {quote(value)}")
     if rule is not None and checked is not None:
         return rule(key, checked)
     return checked
@@ -265,7 +388,7 @@ def _build_section(section: str, cls: type, raw: Any) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{section}: must be a mapping of keys, got {raw!r}")
+        raise ConfigError(f"{section}: must be a mapping of keys, got {quote(raw)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -285,7 +408,7 @@ def _enqueue(key: str, value: Any) -> tuple[dict[str, Any], ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
-        raise ConfigError(f"{key}: must be a list of parameter mappings, got {value!r}")
+        raise ConfigError(f"{key}: must be a list of parameter mappings, got {quote(value)}")
     return tuple(dict(v) for v in value)
 
 
@@ -303,10 +426,15 @@ def _searchable_fields() -> dict[str, tuple[str, dataclasses.Field]]:
 
 def _check_space(space: SearchSpace) -> None:
     table = _searchable_fields()
+    searched: dict[str, str] = {}  # section.field → the space key that sets it
     for p in space:
         if p.name not in table:
             raise _unknown(p.name, sorted(k for k in table if "." not in k), "space")
         section, f = table[p.name]
+        dotted = f"{section}.{f.name}"
+        if dotted in searched:  # `learning_rate` and `train.learning_rate`: one would silently overwrite the other
+            raise ConfigError(f"space.{p.name}: {dotted} is already searched as space.{searched[dotted]}")
+        searched[dotted] = p.name
         if isinstance(p, CategoricalParam):
             for choice in p.choices:
                 _field_value(section, f, choice)
@@ -319,30 +447,38 @@ def _check_space(space: SearchSpace) -> None:
             _field_value(section, f, p.high if isinstance(p, IntParam) else float(p.high))
 
 
-def _param_list(raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """PaddleHub AutoDL Finetuner `param_list` → (space mapping, init values)."""
+def _param_list(raw: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """PaddleHub AutoDL Finetuner `param_list` → (space mapping, init values, the key each init value came from)."""
     if not isinstance(raw, list):
-        raise ConfigError(f"param_list: must be a list of parameters, got {raw!r}")
+        raise ConfigError(f"param_list: must be a list of parameters, got {quote(raw)}")
     space: dict[str, Any] = {}
     init: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    given: dict[str, int] = {}
     for i, item in enumerate(raw):
         if not isinstance(item, Mapping) or "name" not in item:
-            raise ConfigError(f"param_list[{i}]: must be a mapping with `name`, got {item!r}")
+            raise ConfigError(f"param_list[{i}]: must be a mapping with `name`, got {quote(item)}")
         valid = ("name", "init_value", "type", "greater_than", "lower_than")
         for key in item:
             if key not in valid:
                 raise _unknown(str(key), valid, f"param_list[{i}]")
-        name = _PADDLEHUB_ALIASES.get(str(item["name"]), str(item["name"]))
+        if not isinstance(item["name"], str):
+            raise ConfigError(f"param_list[{i}].name: must be a string, got {quote(item['name'])}")
+        name = _PADDLEHUB_ALIASES.get(item["name"], item["name"])
+        if name in given:  # `lr` and `learning_rate` are one parameter
+            raise ConfigError(f"param_list[{i}].name: {name} is already given by param_list[{given[name]}]")
+        given[name] = i
         kind = item.get("type", "float")
         if kind not in ("float", "int"):
-            raise ConfigError(f"param_list[{i}].type: must be float or int, got {kind!r}")
+            raise ConfigError(f"param_list[{i}].type: must be float or int, got {quote(kind)}")
         for key in ("greater_than", "lower_than"):
             if key not in item:
                 raise ConfigError(f"param_list[{i}]: `{key}` is required")
         space[name] = {"type": kind, "low": item["greater_than"], "high": item["lower_than"]}
         if "init_value" in item:
             init[name] = item["init_value"]
-    return space, init
+            keys[name] = f"param_list[{i}].init_value"
+    return space, init, keys
 
 
 def config_from_dict(raw: Any, source: str = "<dict>") -> RunConfig:
@@ -354,34 +490,57 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> RunConfig:
         if key not in _TOP_KEYS:
             raise _unknown(str(key), _TOP_KEYS, source)
     name = raw.get("name", "autoft")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise ConfigError(f"name: must be letters, digits, '_', '-' or '.', got {name!r}")
+    check_run_name("name", name)
+    if len(name) > _MAX_NAME:
+        raise ConfigError(f"name: must be at most {_MAX_NAME} characters (it names the run folder), "
+                          f"got {len(name)}: {quote(name)}")
     sections = {s: _build_section(s, cls, raw.get(s)) for s, cls in _SECTIONS.items()}
     space_raw = raw.get("space") or {}
     if not isinstance(space_raw, Mapping):
-        raise ConfigError(f"space: must be a mapping of parameters, got {space_raw!r}")
+        raise ConfigError(f"space: must be a mapping of parameters, got {quote(space_raw)}")
     search = sections["search"]
+    init: dict[str, Any] = {}
+    init_keys: dict[str, str] = {}
     if "param_list" in raw:
         if space_raw:
             raise ConfigError("param_list: give either `space:` or PaddleHub `param_list:`, not both")
-        space_raw, init = _param_list(raw["param_list"])
-        if init:
-            search = dataclasses.replace(search, enqueue=(init, *search.enqueue))
+        space_raw, init, init_keys = _param_list(raw["param_list"])
     space = SearchSpace.from_dict(space_raw)
     _check_space(space)
+    search = dataclasses.replace(search, enqueue=_enqueued(space, search.enqueue, init, init_keys))
     data = sections["data"]
     if (data.dataset is None) == (data.path is None):
         if data.dataset is None:
             data = dataclasses.replace(data, dataset="fashion-mnist-demo")
         else:
             raise ConfigError("data: give either `dataset` or `path`, not both")
-    for i, params in enumerate(search.enqueue):
-        for key in params:
-            if key not in space.names:
-                raise _unknown(str(key), space.names, f"search.enqueue[{i}]")
     search = _check_strategy(search, space, sections["train"], explicit_trials="trials" in (raw.get("search") or {}))
     return RunConfig(name=name, data=data, model=sections["model"], train=sections["train"], search=search,
                      space=space, source=source)
+
+
+def _enqueued(space: SearchSpace, enqueue: Sequence[Mapping[Any, Any]], init: Mapping[str, Any],
+              init_keys: Mapping[str, str]) -> tuple[dict[str, Any], ...]:
+    """search.enqueue checked against the space; PaddleHub's init_values, when given, are the first trial."""
+    checked = tuple(checked_trial(space, params, f"search.enqueue[{i}]") for i, params in enumerate(enqueue))
+    return (checked_trial(space, init, "param_list", init_keys), *checked) if init else checked
+
+
+def checked_trial(space: SearchSpace, params: Mapping[Any, Any], where: str,
+                   keys: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """An enqueued trial, each value checked against its space parameter (else Optuna fails inside the search).
+
+    A value is named ``where.name``, or ``keys[name]`` where it came from elsewhere (a PaddleHub init_value).
+    """
+    checked: dict[str, Any] = {}
+    for name, value in params.items():
+        param = space.get(name) if isinstance(name, str) else None
+        if param is None:
+            if not len(space):
+                raise ConfigError(f"{where}: {quote(name)} is not searched: the space is empty")
+            raise _unknown(str(name), space.names, where)
+        checked[name] = param.check(keys[name] if keys else f"{where}.{name}", value)
+    return checked
 
 
 def _check_strategy(search: SearchConfig, space: SearchSpace, train: TrainConfig,
@@ -390,12 +549,15 @@ def _check_strategy(search: SearchConfig, space: SearchSpace, train: TrainConfig
     if search.sampler == "grid":
         if not len(space):
             raise ConfigError("search.sampler: grid needs a non-empty `space:`")
-        size = len(space.grid())  # raises for a float without `step`
+        size = space.grid_size()  # raises for a float without `step`; counted, not listed
+        if size > MAX_GRID:
+            raise ConfigError(f"search.sampler: grid over a space of {quote(size)} points, more than the {MAX_GRID} "
+                              "a grid search may have; use coarser steps, fewer choices or another sampler")
         trials = min(search.trials, size) if explicit_trials else size
         search = dataclasses.replace(search, trials=trials)
     if search.scheduler == "pbt" and train.eval_interval != "epoch":
         raise ConfigError(f"search.scheduler: pbt exploits at epoch ends; set train.eval_interval: epoch, "
-                          f"got {train.eval_interval!r}")
+                          f"got {quote(train.eval_interval)}")
     return search
 
 
@@ -420,20 +582,23 @@ def parse_set(items: Sequence[str]) -> list[tuple[str, Any]]:
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: must look like key=value, e.g. train.epochs=1")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = _yaml_load(text) if text.strip() else None
+        except _Refusal as exc:
+            raise ConfigError(f"--set {quote(item, 200)}: {exc.problem}") from None
         except yaml.YAMLError:
             value = text
         out.append((key.strip(), value))
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML file (the demo when None), apply `--set` overrides, validate."""
-    path = Path(path) if path is not None else demo_config_path()
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+def read_yaml_file(path: Path) -> Any:
+    """A YAML file read strictly (no duplicate keys, no alias bombs); every failure is one line naming the file."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return _yaml_load(path.read_text(encoding="utf-8"))
+    except _Refusal as exc:
+        raise ConfigError(f"{path}: line {exc.line}: {exc.problem}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -441,6 +606,14 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML file (the demo when None), apply `--set` overrides, validate."""
+    path = Path(path) if path is not None else demo_config_path()
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    raw = read_yaml_file(path)
     raw = copy.deepcopy(raw) if isinstance(raw, dict) else raw
     if overrides:
         if raw is None:

@@ -8,7 +8,6 @@ and must give the bundle's logits within ``TOLERANCE``; a larger difference is a
 """
 from __future__ import annotations
 
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from autoft.bundle import META_FILE
 from autoft.errors import BundleError, ConfigError
+from autoft.fileio import atomic_write_json
 
 __all__ = ["export_bundle", "ExportResult", "FORMATS", "TOLERANCE", "INFERENCE_DIR", "PREFIX", "is_exported",
            "jit_save", "program_file", "check_batch"]
@@ -94,7 +94,7 @@ def jit_save(predictor: Any, dest: Path) -> tuple[Path, ...]:
     predictor.model.eval()
     spec = paddle.static.InputSpec([None, 3, size, size], "float32", name="image")
     paddle.jit.save(predictor.model, str(dest / PREFIX), input_spec=[spec])
-    shutil.copyfile(predictor.bundle_dir / META_FILE, dest / META_FILE)
+    atomic_write_json(dest / META_FILE, predictor.meta.to_json())  # the meta of these weights, not a re-read
     return tuple(sorted(p for p in dest.iterdir() if p.name.startswith(PREFIX) or p.name == META_FILE))
 
 
@@ -119,7 +119,7 @@ def _onnx(predictor: Any, dest: Path) -> tuple[Path, ...]:
         paddle2onnx.export(str(program), str(Path(tmp) / f"{PREFIX}.pdiparams"), save_file=str(dest / ONNX_FILE),
                            opset_version=13, enable_onnx_checker=True)
     if not (dest / META_FILE).is_file():
-        shutil.copyfile(predictor.bundle_dir / META_FILE, dest / META_FILE)
+        atomic_write_json(dest / META_FILE, predictor.meta.to_json())
     return (dest / ONNX_FILE, dest / META_FILE)
 
 

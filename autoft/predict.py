@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from autoft.bundle import META_FILE, BundleMeta, is_bundle, load_bundle
+from autoft.bundle import META_FILE, WEIGHTS_FILE, Bundle, BundleMeta, BundleReplaced, check_weights_fit, is_bundle, \
+    load_bundle
 from autoft.errors import BundleError, DataError
 
 log = logging.getLogger("autoft.predict")
@@ -36,19 +38,51 @@ class Prediction:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders become their image files (recursive, sorted)."""
+    """Files as given; folders become their entries with an image suffix (recursive, sorted). An entry that is not
+    a regular file (a FIFO, a socket, a dangling link) is kept, so that predict reports it instead of skipping it."""
     out: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
         else:
             out.append(path)
     return out
 
 
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def _not_regular(path: Path, mode: int) -> DataError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return DataError(f"{path}: not a regular file ({kind}); only regular image files are read, so it was not opened")
+
+
+def _open_image_file(path: Path) -> IO[bytes]:
+    """``path`` opened for reading; anything but a regular file is refused unopened (opening a FIFO blocks until
+    a writer comes, forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise _not_regular(path, mode)
+    try:  # O_NONBLOCK: if it became a FIFO since the stat, open returns at once and fstat refuses it
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return os.fdopen(fd, "rb")
+
+
 def _resolve_bundle(path: Path) -> Path:
-    """A run folder means its best_model/."""
+    """A run folder means its best_model/ (recovered first if a crash mid-swap left it in `.best_model.old-*`)."""
     if not is_bundle(path) and is_bundle(path / "best_model"):
         return path / "best_model"
     return path
@@ -65,16 +99,18 @@ class Predictor:
         self.crop_ratio = 1.0
         self.batch_size = batch_size
         self.fast: _InferenceRunner | None = None
-        gpu = _select_device(device) == "gpu"
         threads = threads or os.cpu_count() or 1
         if is_exported(self.bundle_dir) and not is_bundle(self.bundle_dir):  # `autoft export` output
             self.meta = _read_meta(self.bundle_dir)
             self.model = None
-            self.fast = _InferenceRunner(self.bundle_dir, threads, gpu)
+            self.fast = _InferenceRunner(self.bundle_dir, threads, _select_device(device) == "gpu")
             return
-        loaded = load_bundle(self.bundle_dir)
+        loaded, weights = _read_bundle(self.bundle_dir)  # before paddle loads: a broken bundle fails in no time
+        self.bundle_dir = loaded.path
         self.meta: BundleMeta = loaded.meta
-        self.model = self._build(loaded.weights())
+        self.weights_digest = _digest(weights)
+        gpu = _select_device(device) == "gpu"
+        self.model = self._build(weights)
         self.fast = self._fast_runner(threads, gpu)
 
     def _fast_runner(self, threads: int, gpu: bool) -> _InferenceRunner | None:
@@ -119,12 +155,9 @@ class Predictor:
         from autoft.backbones import create
 
         model = create(self.meta.backbone, self.meta.num_classes, "none")
-        expected = set(model.state_dict())
-        missing, unexpected = expected - set(weights), set(weights) - expected
-        if missing or unexpected:
-            names = sorted(missing)[:3] or sorted(unexpected)[:3]
-            raise BundleError(f"bundle weights do not fit {self.meta.backbone}: "
-                              f"{len(missing)} missing, {len(unexpected)} unexpected (e.g. {', '.join(names)})")
+        check_weights_fit(weights, {k: v.shape for k, v in model.state_dict().items()},
+                          str(self.bundle_dir / WEIGHTS_FILE),
+                          f"{self.meta.backbone} with {self.meta.num_classes} classes ({META_FILE})")
         model.set_state_dict({k: paddle.to_tensor(v) for k, v in weights.items()})
         model.eval()
         return model
@@ -134,10 +167,8 @@ class Predictor:
 
         from autoft.data import preprocess_image
 
-        if not path.exists():
-            raise DataError(f"{path}: no such file")
         try:
-            with Image.open(path) as img:
+            with _open_image_file(path) as f, Image.open(f) as img:
                 img.load()
                 size = self.meta.image_size
                 big = preprocess_image(img, round(size / self.crop_ratio))
@@ -187,13 +218,41 @@ class Predictor:
         return [results[i] for i in range(len(paths))]
 
 
+def _read_bundle(folder: Path) -> tuple[Bundle, dict[str, np.ndarray]]:
+    """The bundle and its weights from one and the same version of the folder (a search may swap in a new one)."""
+    for _ in range(2):
+        loaded = load_bundle(folder)
+        try:
+            return loaded, loaded.weights()
+        except BundleReplaced:
+            continue
+    loaded = load_bundle(folder)
+    return loaded, loaded.weights()
+
+
+def _digest(weights: dict[str, np.ndarray]) -> str:
+    """Of the weights in memory (not the file, which a swap may have replaced since they were read)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        array = np.ascontiguousarray(weights[name])
+        h.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        h.update(array.data)
+    return h.hexdigest()
+
+
 def _read_meta(folder: Path) -> BundleMeta:
     import json
 
+    file = folder / META_FILE
     try:
-        return BundleMeta.from_json(json.loads((folder / META_FILE).read_text(encoding="utf-8")), str(folder))
-    except (ValueError, TypeError) as exc:
-        raise BundleError(f"{folder / META_FILE}: unreadable ({exc})") from None
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{file}: unreadable ({exc})") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{file}: must hold a JSON object, got {type(raw).__name__}")
+    return BundleMeta.from_json(raw, str(file))
 
 
 class _InferenceRunner:
@@ -226,19 +285,15 @@ def _cached_export(predictor: Predictor) -> Path:
     """<AUTOFT_HOME>/cache/inference/<hash of the weights + image size>/, exported once (atomically)."""
     import hashlib
     import shutil
-    import tempfile
 
-    from autoft.bundle import WEIGHTS_FILE
     from autoft.export import jit_save
-    from autoft.fileio import autoft_home
+    from autoft.fileio import autoft_home, clean_orphans, make_tmp_dir
 
-    digest = hashlib.sha256((predictor.bundle_dir / WEIGHTS_FILE).read_bytes())
-    digest.update(f"{predictor.meta.backbone}:{predictor.meta.image_size}".encode())
-    folder = autoft_home() / "cache" / "inference" / digest.hexdigest()[:24]
+    key = f"{predictor.weights_digest}:{predictor.meta.backbone}:{predictor.meta.image_size}"
+    folder = autoft_home() / "cache" / "inference" / hashlib.sha256(key.encode()).hexdigest()[:24]
     if (folder / META_FILE).is_file():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    tmp = make_tmp_dir(folder)
     try:
         jit_save(predictor, tmp)
         os.rename(tmp, folder)
@@ -247,6 +302,7 @@ def _cached_export(predictor: Predictor) -> Path:
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    clean_orphans(folder)  # the tmp folders of exports killed midway
     return folder
 
 

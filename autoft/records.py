@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,6 +14,9 @@ from autoft.fileio import atomic_write_json
 __all__ = ["TrialStatus", "TrialRecord", "read_trials", "TRIAL_FILE"]
 
 TRIAL_FILE = "trial.json"
+
+log = logging.getLogger(__name__)
+_REPORTED: set[Path] = set()  # damaged files already named in this process: leaderboard, report and resume all read
 
 
 class TrialStatus(str, enum.Enum):
@@ -61,6 +65,8 @@ class TrialRecord:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> TrialRecord:
+        if not isinstance(raw, dict) or not all(isinstance(h, dict) for h in raw.get("history") or ()):
+            raise ValueError("expected an object whose history is a list of objects")
         return cls(trial_id=str(raw["trial_id"]), params=dict(raw.get("params") or {}),
                    status=TrialStatus(raw.get("status", "running")), number=raw.get("number"),
                    history=tuple(raw.get("history") or ()), error=raw.get("error"),
@@ -80,9 +86,22 @@ def _finite(value: Any) -> bool:
 
 
 def read_trials(run_dir: Path) -> list[TrialRecord]:
-    """Every trial.json under run_dir/trials/, in start order."""
+    """Every readable trial.json under run_dir/trials/, in start order; a damaged one is named once and skipped."""
     trials_dir = Path(run_dir) / "trials"
     if not trials_dir.is_dir():
         return []
-    records = [TrialRecord.load(d) for d in sorted(trials_dir.iterdir()) if (d / TRIAL_FILE).is_file()]
-    return sorted(records, key=lambda r: (r.started, r.trial_id))
+    loaded = (_load_or_skip(d) for d in sorted(trials_dir.iterdir()) if (d / TRIAL_FILE).is_file())
+    return sorted((r for r in loaded if r is not None), key=lambda r: (r.started, r.trial_id))
+
+
+def _load_or_skip(trial_dir: Path) -> TrialRecord | None:
+    """A truncated or hand-edited trial.json must not stop a leaderboard, a report or a resume of the others."""
+    try:
+        return TrialRecord.load(trial_dir)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        path = trial_dir / TRIAL_FILE
+        if path not in _REPORTED:
+            _REPORTED.add(path)
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            log.warning("warning: %s: cannot read this trial record (%s); skipped", path, reason)
+        return None

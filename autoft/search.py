@@ -6,6 +6,7 @@ import dataclasses
 import datetime as _dt
 import importlib.util
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,12 +16,13 @@ from typing import Any
 
 import yaml
 
-from autoft.fileio import atomic_write_text
-from autoft.config import RunConfig, config_from_dict, config_to_dict
+from autoft.fileio import atomic_write_text, autoft_home
+from autoft.config import RunConfig, config_from_dict, config_to_dict, read_yaml_file
 from autoft.errors import PADDLE_MISSING, AutoftError, ConfigError
 from autoft.leaderboard import Leaderboard, promote_best, write_leaderboard
 from autoft.records import TrialStatus, read_trials
 from autoft.report import try_write_report
+from autoft.runfolder import LOCK_FILE, RunLock, check_run_name, check_writable
 from autoft.trial import load_trial_data
 from autoft.tuning import (Progress, Recorder, budget_stopper, make_scheduler, make_searcher, ray_init,
                            run_tuner)
@@ -50,10 +52,33 @@ class SearchOutcome:
 
 def new_run_dir(cfg: RunConfig, results_dir: str | Path, name: str | None) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(results_dir).resolve() / (name or f"{cfg.name}-{stamp}")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"--name {run_dir.name}: {run_dir} already holds a run; pick another name or --resume it")
+    run_dir = Path(results_dir).resolve() / (check_run_name("--name", name) if name is not None else f"{cfg.name}-{stamp}")
+    _refuse_used(run_dir)
     return run_dir
+
+
+def _refuse_used(run_dir: Path) -> None:
+    if run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+        raise ConfigError(f"--name {run_dir.name}: {run_dir} already holds a run; pick another name or --resume it")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--name {run_dir.name}: {run_dir} is a file")
+
+
+def _claim_run_dir(run_dir: Path) -> tuple[RunLock, bool]:
+    """Create (or take the empty) run folder and lock it; a second search with the same name is refused."""
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AutoftError(f"--results-dir {run_dir.parent}: cannot create {run_dir.name} ({exc.strerror})") from None
+    lock = RunLock(run_dir, f"--name {run_dir.name}")
+    lock.acquire()
+    try:
+        _refuse_used(run_dir)  # another search may have claimed it between our check and our lock
+    except ConfigError:
+        lock.release()
+        raise
+    return lock, created
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
@@ -62,11 +87,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
         raise AutoftError(f"--resume {run_dir}: no such run folder")
     if not path.is_file():
         raise AutoftError(f"--resume {run_dir}: not a run folder ({CONFIG_FILE} missing)")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        raise AutoftError(f"--resume {run_dir}: cannot read {CONFIG_FILE} ({type(exc).__name__})") from None
-    return config_from_dict(raw, source=str(path))
+    return config_from_dict(read_yaml_file(path), source=str(path))
 
 
 def _absolute_paths(cfg: RunConfig) -> RunConfig:
@@ -83,11 +104,15 @@ def _storage(run_dir: Path, url: str | None) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    what = f"--storage {url}" if url else f"{run_dir / 'optuna.db'}"
     url = url or f"sqlite:///{run_dir / 'optuna.db'}"
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
-    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL
-        raise ConfigError(f"--storage {url}: cannot open ({type(exc).__name__}: {exc})") from None
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        storage.get_all_studies()  # a garbage SQLite file opens lazily: read it now, not inside the first trial
+        return storage
+    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or file
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        raise ConfigError(f"{what}: cannot open the Optuna study storage ({type(exc).__name__}: {reason})") from None
 
 
 def _prepare_resume(run_dir: Path, storage: Any, study_name: str, epochs: int) -> int:
@@ -148,8 +173,6 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
     ``on_message`` gets the dataset check's warnings; ``evaluate_test`` scores the best bundle once on the test
     split at the end.
     """
-    import ray
-
     if importlib.util.find_spec("paddle") is None:
         raise AutoftError(PADDLE_MISSING)  # trials would all fail on it, one by one
     if ray_dashboard and not address:
@@ -162,22 +185,54 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
             raise ConfigError("search: give a config or --resume RUN_DIR")
         cfg = _absolute_paths(cfg)
         run_dir = new_run_dir(cfg, results_dir, name)
+        check_writable(run_dir.parent, "--results-dir")
+    check_writable(autoft_home(), "AUTOFT_HOME")
+    # a resumed or shared study is opened before the data is decoded: a bad one fails fast, before anything is written
+    storage = _storage(run_dir, storage_url) if resume is not None or storage_url else None
     _check_data(cfg, on_message or (lambda _m: None))
     data = load_trial_data(cfg)  # validates the data and fills the shared cache before any trial starts
     if evaluate_test and data.test is None:
         raise ConfigError(f"--evaluate-test: {data.source} has no test split")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "trials").mkdir(exist_ok=True)
-    if resume is None:
-        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    storage = _storage(run_dir, storage_url)
+    if resume is not None:
+        lock, created = RunLock(run_dir, f"--resume {run_dir}"), False
+        lock.acquire()
+    else:
+        lock, created = _claim_run_dir(run_dir)
+    with lock:
+        return _search_locked(cfg, run_dir, data, storage, created=created, resuming=resume is not None, address=address,
+                              storage_url=storage_url, ray_dashboard=ray_dashboard, on_progress=on_progress,
+                              on_dashboard=on_dashboard, evaluate_test=evaluate_test)
+
+
+def _open_study(cfg: RunConfig, run_dir: Path, storage: Any, storage_url: str | None, created: bool,
+                resuming: bool) -> Any:
+    """config.yaml, trials/ and the storage; a new run folder is removed again if its storage cannot be opened."""
+    try:
+        (run_dir / "trials").mkdir(exist_ok=True)
+        if not resuming:
+            atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        storage = storage if storage is not None else _storage(run_dir, storage_url)
+        _enqueue_first(cfg, storage, cfg.name, resuming)
+        return storage
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, *, created: bool, resuming: bool,
+                   address: str | None, storage_url: str | None, ray_dashboard: bool,
+                   on_progress: Callable[[Progress], None] | None, on_dashboard: Callable[[str], None] | None,
+                   evaluate_test: bool) -> SearchOutcome:
+    import ray
+
+    storage = _open_study(cfg, run_dir, storage, storage_url, created, resuming)
     study_name = cfg.name
-    counted = _prepare_resume(run_dir, storage, study_name, cfg.train.epochs) if resume is not None else 0
+    counted = _prepare_resume(run_dir, storage, study_name, cfg.train.epochs) if resuming else 0
     remaining = cfg.search.trials - counted
     budget_flag = {"hit": False}
     interrupted = False
     if remaining > 0:
-        _enqueue_first(cfg, storage, study_name, resume is not None)
         started_ray = ray_init(address, ray_dashboard, on_dashboard)
         started = time.time()  # the budget counts from when trials can start
         deadline = started + cfg.search.time_budget if cfg.search.time_budget else None

@@ -11,7 +11,7 @@ from typing import Any
 from autoft.config import RunConfig
 from autoft.fileio import atomic_write_text
 
-__all__ = ["TrialJob", "load_trial_data", "error_line", "trainable"]
+__all__ = ["TrialJob", "load_trial_data", "error_line", "out_of_memory_line", "trainable"]
 
 
 def load_trial_data(cfg: RunConfig) -> Any:
@@ -38,8 +38,13 @@ def error_line(exc: BaseException) -> str:
     message = str(exc).strip().splitlines()
     line = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
     if isinstance(exc, MemoryError) or _OUT_OF_MEMORY.search(f"{type(exc).__name__} {exc}"):
-        return f"infeasible: out of memory with these params ({line}); try a smaller batch_size or image_size"
+        return out_of_memory_line(line)
     return line
+
+
+def out_of_memory_line(detail: str) -> str:
+    """One wording for every out-of-memory death: raised in the trial, or its worker killed by Ray or the OS."""
+    return f"infeasible: out of memory with these params ({detail}); try a smaller batch_size or image_size"
 
 
 def _cpu_threads() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -140,6 +141,7 @@ class Recorder:
         self.run_dir, self.cfg, self.searcher = run_dir, cfg, searcher
         self.on_progress, self.started = on_progress, started
         self.records: dict[str, TrialRecord] = {r.trial_id: r for r in read_trials(run_dir)}
+        self.oom_kills = os_oom_kills()  # a worker death is an OOM kill if the kernel's count rose since
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; a live display (locks, terminals) stays behind.
@@ -212,7 +214,7 @@ class Recorder:
         error_file = self.run_dir / "trials" / trial.trial_id / "error.txt"
         text = error_file.read_text(encoding="utf-8").strip() if error_file.is_file() else ""
         if not text:
-            text = _ray_error_line(trial)
+            text, self.oom_kills = ray_error_line(trial, self.oom_kills)
         self._save(dataclasses.replace(record, status=TrialStatus.FAILED, error=text,
                                        seconds=time.time() - record.started), f"{trial.trial_id} failed: {text}")
 
@@ -226,13 +228,42 @@ class Recorder:
         return bool(running)
 
 
-def _ray_error_line(trial: Any) -> str:
+_RAY_OOM = re.compile(r"OutOfMemoryError|running low on memory", re.IGNORECASE)  # Ray's memory monitor
+_WORKER_DIED = re.compile(r"ActorDiedError|WorkerCrashedError|worker (process )?(has )?died|SIGKILL", re.IGNORECASE)
+
+
+def os_oom_kills() -> int | None:
+    """How many processes the Linux OOM killer has ended (cgroup kills included); None where it is not known."""
+    try:
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def ray_error_line(trial: Any, oom_kills: int | None) -> tuple[str, int | None]:
+    """The last line of Ray's error file for a trial that died outside Python; an OOM death says so.
+
+    Ray words an OS kill as "the worker died" with a list of possible causes; the kernel's OOM-kill count tells
+    whether memory was the one. Returns the line and the count to compare the next death against.
+    """
+    from autoft.trial import out_of_memory_line
+
     path = getattr(trial, "error_file", None)
     try:
-        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()] if path else []
+        text = Path(path).read_text(errors="replace") if path else ""
     except OSError:
-        lines = []
-    return lines[-1].strip() if lines else "the trial's worker died"
+        text = ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = lines[-1] if lines else "the trial's worker died"
+    now = os_oom_kills()
+    if _RAY_OOM.search(text):
+        return out_of_memory_line(f"Ray's memory monitor killed the trial's worker: {line[:160]}"), now
+    if (not text or _WORKER_DIED.search(text)) and None not in (now, oom_kills) and now > oom_kills:
+        return out_of_memory_line("the operating system's out-of-memory killer ended the trial's worker"), now
+    return line, now
 
 
 def tune_callback(recorder: Recorder) -> Any:

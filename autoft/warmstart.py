@@ -9,15 +9,18 @@ from typing import Any
 from autoft.config import RunConfig
 from autoft.errors import ConfigError
 from autoft.records import read_trials
-from autoft.space import CategoricalParam, Param
+from autoft.space import Param
 
 __all__ = ["warm_start", "top_params"]
 
 
 def _fits(param: Param, value: Any) -> bool:
-    if isinstance(param, CategoricalParam):
-        return value in param.choices
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and param.low <= value <= param.high
+    """The same rule as an enqueued trial's (config): a value the current space cannot take is left out."""
+    try:
+        param.check(param.name, value)
+    except ConfigError:
+        return False
+    return True
 
 
 def top_params(run_dir: str | Path, cfg: RunConfig, k: int) -> list[dict[str, Any]]:

@@ -28,3 +28,18 @@ def _session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shapes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ImageFolder: 3 colour classes × 30 coloured shapes, 24×24 PNG."""
     return make_shapes(tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.fixture(scope="session")
+def real_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 3-class mobilenet_v3_small bundle at 32 px (untrained: tests that break or swap copies of it need a
+    bundle Paddle loads and predicts with, not a good one). Copy it before changing anything."""
+    from autoft.backbones import create
+    from autoft.bundle import BundleMeta, save_bundle
+    from autoft.checkpoint import model_weights
+
+    model = create("mobilenet_v3_small", 3, "none")
+    spec = model.spec
+    meta = BundleMeta(backbone=spec.name, num_classes=3, class_names=("blue", "green", "red"), image_size=32,
+                      mean=tuple(spec.mean), std=tuple(spec.std))
+    return save_bundle(tmp_path_factory.mktemp("real_bundle") / "bundle", model_weights(model), meta)

@@ -122,3 +122,39 @@ def test_space_to_optuna_and_grid() -> None:
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("2h", 7200), ("1.5h", 5400), (45, 45)])
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration("k", text) == seconds
+
+
+def test_grid_is_counted_before_it_is_listed() -> None:
+    huge = SearchSpace((IntParam("epochs", 1, 10**9), FloatParam("learning_rate", 0.0, 1.0, step=1e-300)))
+    assert huge.grid_size() > 10**9  # counted, not listed: this returns at once
+    with pytest.raises(ConfigError, match=r"space: the grid has .* points, more than the 100000"):
+        huge.grid()
+    assert SearchSpace((IntParam("b", 8, 32, step=8), FloatParam("m", 0.5, 0.9, step=0.2))).grid_size() == 12
+
+
+@pytest.mark.parametrize("param, value, expected", [
+    (FloatParam("learning_rate", 1e-4, 1e-2, log=True), 1e-3, 1e-3),
+    (FloatParam("momentum", 0.5, 0.9, step=0.2), 0.7, 0.7),
+    (IntParam("batch_size", 8, 32, step=8), 24.0, 24),
+    (CategoricalParam("optimizer", ("adam", "sgd")), "sgd", "sgd"),
+    (CategoricalParam("lr", (0.1, 1.0)), 1, 1.0),
+])
+def test_param_check_accepts_points_of_the_space(param: object, value: object, expected: object) -> None:
+    checked = param.check("search.enqueue[0].x", value)
+    assert checked == expected and type(checked) is type(expected)
+
+
+@pytest.mark.parametrize("param, value, match", [
+    (FloatParam("momentum", 0.5, 0.9, step=0.2), 0.6, r"k: must be 0\.5 \+ a multiple of space\.momentum's step 0\.2"),
+    (IntParam("batch_size", 8, 32), 10**400, r"k: must be within space\.batch_size's \[8, 32\]"),
+    (CategoricalParam("optimizer", ("adam",)), ["adam"], r"k: must be one of space\.optimizer's choices"),
+])
+def test_param_check_names_the_key_and_the_rule(param: object, value: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        param.check("k", value)
+
+
+def test_space_refuses_non_finite_bounds_with_the_finite_rule() -> None:
+    for low, high in ((float("nan"), 1.0), (0.0, float("inf")), (float("-inf"), 0.0)):
+        with pytest.raises(ConfigError, match=r"space\.x: bounds must be finite numbers"):
+            FloatParam("x", low, high)

@@ -45,7 +45,10 @@ def load_pretrained(model: Classifier, pretrained: str | os.PathLike[str]) -> No
 
 
 def read_weights_file(path: Path) -> dict[str, np.ndarray]:
-    """Tensors from a bundle folder (``model.safetensors``), .safetensors, .pth/.pt (safe reader) or .pdparams."""
+    """Tensors from a bundle folder (``model.safetensors``), .safetensors, .pth/.pt or .pdparams.
+
+    No format runs code: safetensors holds no code, and .pth/.pdparams pickles go through allow-list readers.
+    """
     if path.is_dir():
         if not (path / "model.safetensors").is_file():
             raise WeightsError(f"pretrained folder {path} is not a bundle: it has no model.safetensors")
@@ -60,13 +63,7 @@ def read_weights_file(path: Path) -> dict[str, np.ndarray]:
     if path.suffix in (".pth", ".pt"):
         return weights.read_pth(path)
     if path.suffix == ".pdparams":
-        import paddle
-
-        # paddle.load unpickles: accepted for .pdparams only, since that is Paddle's own format.
-        raw = paddle.load(str(path), return_numpy=True)
-        if not isinstance(raw, dict):
-            raise WeightsError(f"{path} does not hold a state dict")
-        return {str(k): np.asarray(v) for k, v in raw.items()}
+        return weights.read_pdparams(path)
     raise WeightsError(f"pretrained weights {path} have an unknown suffix {path.suffix!r}: use one of {_SUFFIXES}")
 
 

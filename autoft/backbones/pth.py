@@ -7,10 +7,7 @@ done. Both of torch's layouts are read: the zip archive (torch >= 1.6) and the l
 """
 from __future__ import annotations
 
-import codecs
-import collections
 import io
-import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from autoft.backbones.restricted_pickle import CONTAINERS, UNREADABLE, RestrictedUnpickler, first_line, text
 from autoft.errors import WeightsError
 
 __all__ = ["read_pth"]
@@ -78,54 +76,33 @@ def _rebuild_tensor(storage: _Storage, offset: int, size: Any, stride: Any) -> _
 
 
 _ALLOWED: dict[tuple[str, str], Any] = {
+    **CONTAINERS,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "dict"): dict,
-    ("builtins", "list"): list,
-    ("builtins", "tuple"): tuple,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    # pickle protocol 2 writes bytes objects as _codecs.encode(str, "latin1"); it only converts text.
-    ("_codecs", "encode"): codecs.encode,
 }
 for _name in _STORAGE_DTYPES:
     _ALLOWED[("torch", _name)] = _StorageType(_name)
 _ALLOWED[("torch.storage", "UntypedStorage")] = _StorageType("UntypedStorage")
 
 
-class _SafeUnpickler(pickle.Unpickler):
+class _SafeUnpickler(RestrictedUnpickler):
     def __init__(self, stream: io.BufferedIOBase, source: Path, storages: dict[str, _Storage]) -> None:
-        super().__init__(stream)
-        self._source = source
+        super().__init__(stream, source, _ALLOWED, reader=".pth", what="tensors")
         self._storages = storages
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise WeightsError(
-                f"the .pth reader refuses to load {module}.{name} from {self._source}: "
-                "only tensors and plain containers are allowed"
-            ) from None
 
     def persistent_load(self, pid: Any) -> _Storage:
         # zip: ('storage', type, key, location, numel); legacy adds view_metadata (always None since torch 0.4).
-        if not isinstance(pid, tuple) or len(pid) < 5 or _text(pid[0]) != "storage":
-            raise WeightsError(f"{self._source} has an unsupported persistent id {pid!r:.80}")
-        storage_type, key, numel = pid[1], _text(pid[2]), int(pid[4])
+        if not isinstance(pid, tuple) or len(pid) < 5 or text(pid[0]) != "storage":
+            raise WeightsError(f"{self.source} has an unsupported persistent id {pid!r:.80}")
+        storage_type, key, numel = pid[1], text(pid[2]), int(pid[4])
         if not isinstance(storage_type, _StorageType):
-            raise WeightsError(f"{self._source} names a storage of unknown type {storage_type!r:.80}")
+            raise WeightsError(f"{self.source} names a storage of unknown type {storage_type!r:.80}")
         if len(pid) > 5 and pid[5] is not None:
-            raise WeightsError(f"{self._source} uses storage views, which this reader does not support")
+            raise WeightsError(f"{self.source} uses storage views, which this reader does not support")
         if key not in self._storages:
             self._storages[key] = _Storage(key, storage_type.dtype, numel)
         return self._storages[key]
-
-
-def _text(value: Any) -> str:
-    return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
 def read_pth(path: str | Path) -> dict[str, np.ndarray]:
@@ -136,8 +113,8 @@ def read_pth(path: str | Path) -> dict[str, np.ndarray]:
     storages: dict[str, _Storage] = {}
     try:
         obj = _read_zip(path, storages) if zipfile.is_zipfile(path) else _read_legacy(path, storages)
-    except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as exc:
-        raise WeightsError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
+    except (*UNREADABLE, zipfile.BadZipFile) as exc:
+        raise WeightsError(f"{path} is not a readable torch checkpoint ({first_line(exc)})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]  # a training checkpoint that wraps the weights
     if not isinstance(obj, dict):
@@ -173,7 +150,7 @@ def _read_legacy(path: Path, storages: dict[str, _Storage]) -> Any:
             raise WeightsError(f"{path} was saved on a big-endian machine, which is not supported")
         obj = _SafeUnpickler(stream, path, storages).load()  # type: ignore[arg-type]
         for key in _plain_load(stream, path):
-            storage = storages[_text(key)]
+            storage = storages[text(key)]
             count = int(np.frombuffer(stream.read(8), dtype="<i8")[0])
             itemsize = 2 if storage.dtype == _BFLOAT16 else np.dtype(storage.dtype).itemsize
             storage.data = _from_bytes(stream.read(count * itemsize), storage, path)

@@ -15,6 +15,7 @@ from typing import IO, Callable
 
 import numpy as np
 
+from autoft.backbones.pdparams import read_pdparams
 from autoft.backbones.pth import read_pth
 from autoft.errors import WeightsError
 from autoft.fileio import atomic_write, autoft_home
@@ -26,6 +27,7 @@ __all__ = [
     "download",
     "fetch",
     "read_pth",
+    "read_pdparams",
     "save_safetensors",
     "load_safetensors",
     "cached_safetensors",
@@ -109,8 +111,8 @@ def load_safetensors(path: str | Path) -> dict[str, np.ndarray]:
 def cached_safetensors(name: str, produce: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``<weights_dir>/<name>.safetensors`` if present, else ``produce()`` once and cache the result there.
 
-    Converting a .pth or .pdparams takes seconds and unpickling work; the safetensors copy loads in
-    milliseconds and never runs code.
+    Converting a .pth or .pdparams takes seconds of allow-list unpickling; the safetensors copy loads in
+    milliseconds.
     """
     path = weights_dir() / f"{name}.safetensors"
     if path.is_file():
