@@ -3,28 +3,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from autoft.bundle import load_bundle
+from autoft.run.bundle import load_bundle
 from autoft.config import load_config
-from autoft.space import SearchSpace
+from autoft.config.space import SearchSpace
 
 if TYPE_CHECKING:
     from autoft.config import RunConfig
-    from autoft.search import SearchOutcome
-    from autoft.trainer import TrialResult
+    from autoft.search.run import SearchOutcome
+    from autoft.training.fit import TrialResult
 
 __all__ = ["search", "train", "load_bundle", "load_config", "SearchSpace", "__version__"]
 __version__ = "0.1.0"
 
 
 def search(cfg: RunConfig | None = None, **kwargs: Any) -> SearchOutcome:
-    """Run a search (see autoft.search.search); imports ray and optuna on first use."""
-    from autoft.search import search as _search
+    """Run a search (see autoft.search.run.search); imports ray and optuna on first use."""
+    from autoft.search.run import search as _search
 
     return _search(cfg, **kwargs)
 
 
 def train(cfg: RunConfig, **kwargs: Any) -> TrialResult:
-    """One fine-tune with fixed values (see autoft.trainer.train); imports paddle on first use."""
-    from autoft.trainer import train as _train
+    """One fine-tune with fixed values (see autoft.training.fit.train); imports paddle on first use."""
+    from autoft.training.fit import train as _train
 
     return _train(cfg, **kwargs)

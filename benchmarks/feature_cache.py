@@ -20,11 +20,11 @@ REPEATS = 2
 
 def main() -> None:
     quiet()
-    from autoft import features
+    from autoft.training import features
     from autoft.backbones import create
     from autoft.config import config_from_dict
     from autoft.data import load_data
-    from autoft.trainer import fit
+    from autoft.training.fit import fit
 
     rec = Recorder("feature_cache", Goal("head-only trial seconds, cached features / none", "<=", 0.1))
     cfg = config_from_dict({"data": {"dataset": "fashion-mnist-demo", "image_size": 64},

@@ -21,10 +21,10 @@ def main() -> None:
     from PIL import Image
 
     from autoft.backbones import create
-    from autoft.bundle import BundleMeta, save_bundle
-    from autoft.checkpoint import model_weights
+    from autoft.run.bundle import BundleMeta, save_bundle
+    from autoft.training.checkpoint import model_weights
     from autoft.data import normalize, preprocess_image
-    from autoft.predict import Predictor
+    from autoft.serving.predict import Predictor
 
     rec = Recorder("predict_throughput", Goal("Predictor / bare paddle.inference, images per second", ">=", 0.9))
     rng = np.random.default_rng(0)

@@ -63,8 +63,8 @@ def main() -> None:
     from autoft.data import ImageData, augment, load_data, normalize
     from autoft.data.loader import _plan, open_source
     from autoft.data.source import SplitName
-    from autoft.strategies import build_strategy
-    from autoft.trainer import TrainLoop, _batches, _build_model, steps_per_epoch, train_one_epoch
+    from autoft.training.strategies import build_strategy
+    from autoft.training.fit import TrainLoop, _batches, _build_model, steps_per_epoch, train_one_epoch
 
     rec = Recorder("preprocess_cache", Goal("cached / from-disk epoch seconds, epochs 2+", "<=", 0.2))
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(2) as pool:

@@ -34,7 +34,7 @@ def _config(seed: int, sampler: str, scheduler: str):
 
 def _evaluations(run_dir):
     """(time, val_acc) of every evaluation of the run, in the order they happened."""
-    from autoft.records import read_trials
+    from autoft.run.records import read_trials
 
     return sorted((r.started + h["seconds"], h["val_acc"]) for r in read_trials(run_dir) for h in r.history)
 
@@ -43,7 +43,7 @@ def main() -> None:
     quiet()
     import ray
 
-    from autoft.search import search
+    from autoft.search.run import search
 
     rec = Recorder("sample_efficiency", Goal("TPE+ASHA epochs to reach random's best / random's epochs", "<=", 1 / 3))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")

@@ -19,8 +19,8 @@ WORKERS, TRIALS, EPOCHS = 2, 4, 2
 def main() -> None:
     quiet()
     from autoft.config import config_from_dict
-    from autoft.records import read_trials
-    from autoft.search import search
+    from autoft.run.records import read_trials
+    from autoft.search.run import search
 
     rec = Recorder("search_efficiency", Goal("busy trial seconds / (workers × wall seconds)", ">=", 0.90))
     cfg = config_from_dict({

@@ -19,8 +19,8 @@ def main() -> None:
 
     from autoft.config import config_from_dict
     from autoft.data import ImageData, Split, normalize
-    from autoft.strategies import build_strategy
-    from autoft.trainer import TrainLoop, _build_model, train_one_epoch
+    from autoft.training.strategies import build_strategy
+    from autoft.training.fit import TrainLoop, _build_model, train_one_epoch
 
     rec = Recorder("trainer_step", Goal("trainer / bare Paddle loop, images per second", ">=", 0.95))
     rng = np.random.default_rng(0)

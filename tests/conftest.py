@@ -35,8 +35,8 @@ def real_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 3-class mobilenet_v3_small bundle at 32 px (untrained: tests that break or swap copies of it need a
     bundle Paddle loads and predicts with, not a good one). Copy it before changing anything."""
     from autoft.backbones import create
-    from autoft.bundle import BundleMeta, save_bundle
-    from autoft.checkpoint import model_weights
+    from autoft.run.bundle import BundleMeta, save_bundle
+    from autoft.training.checkpoint import model_weights
 
     model = create("mobilenet_v3_small", 3, "none")
     spec = model.spec

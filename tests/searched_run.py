@@ -10,7 +10,19 @@ from pathlib import Path
 import pytest
 
 from autoft.config import config_from_dict
-from autoft.search import SearchOutcome, search
+from autoft.search.run import SearchOutcome, search
+
+def shapes_config(shapes_dir: Path, **search_overrides: object) -> dict:
+    return {
+        "name": "shapes",
+        "data": {"path": str(shapes_dir), "image_size": 32, "val_split": 0.25},
+        "model": {"backbone": "efficientnet_lite0", "pretrained": "imagenet"},
+        "train": {"epochs": 2, "batch_size": 8, "log_interval": 2},
+        "search": {"trials": 3, "max_concurrent": 2, "seed": 0, "grace_period": 1, **search_overrides},
+        "space": {"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+                  "optimizer": {"type": "categorical", "choices": ["adam", "momentum"]}},
+    }
+
 
 STUDY = "shapes-dash"
 _RUNS: dict[str, SearchOutcome] = {}

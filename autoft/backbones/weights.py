@@ -18,7 +18,7 @@ import numpy as np
 from autoft.backbones.pdparams import read_pdparams
 from autoft.backbones.pth import read_pth
 from autoft.errors import WeightsError
-from autoft.fileio import atomic_write, autoft_home
+from autoft._fs import atomic_write, autoft_home
 
 __all__ = [
     "autoft_home",

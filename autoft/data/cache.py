@@ -22,7 +22,7 @@ import numpy as np
 from autoft.data.dataset import Split
 from autoft.data.source import RawSplit, Source, SplitName
 from autoft.errors import DataError
-from autoft.fileio import autoft_home
+from autoft._fs import autoft_home
 
 __all__ = ["PREPROCESS_VERSION", "MAX_UNREADABLE_FRACTION", "autoft_home", "default_cache_dir", "fingerprint",
            "load_or_build"]

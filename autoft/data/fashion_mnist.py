@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoft.fileio import autoft_home
+from autoft._fs import autoft_home
 from autoft.data.source import ArrayDecoder, RawSplit, Source, SplitName
 from autoft.errors import DataError
 

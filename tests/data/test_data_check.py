@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoft.cli import main
+from autoft.cli.app import main
 from autoft.data import check_dataset, format_report
 from autoft.data.source import SplitName
 from autoft.errors import DataError

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from autoft.cli import main
+from autoft.cli.app import main
 from autoft.data import download_dataset, load_data
 from autoft.data.archive import extract
 from autoft.data.download import fetch, part_path

@@ -11,11 +11,11 @@ import pytest
 pytest.importorskip("paddle")
 
 from autoft.backbones import create, get_spec  # noqa: E402
-from autoft.bundle import BundleMeta, save_bundle  # noqa: E402
-from autoft.checkpoint import model_weights  # noqa: E402
+from autoft.run.bundle import BundleMeta, save_bundle  # noqa: E402
+from autoft.training.checkpoint import model_weights  # noqa: E402
 from autoft.errors import ConfigError, DataError  # noqa: E402
-from autoft.evaluate import evaluate_bundle  # noqa: E402
-from autoft.predict import Predictor  # noqa: E402
+from autoft.serving.evaluate import evaluate_bundle  # noqa: E402
+from autoft.serving.predict import Predictor  # noqa: E402
 
 
 @pytest.fixture

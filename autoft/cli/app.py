@@ -1,0 +1,401 @@
+"""The `autoft` command: parse, call the public API, print. Heavy modules are imported inside commands."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from autoft.errors import PADDLE_MISSING, AutoftError
+
+if TYPE_CHECKING:
+    from autoft.search.run import Progress
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Hyperparameter-search fine-tuning for image classification (Paddle + Ray Tune + Optuna).")
+datasets_app = typer.Typer(no_args_is_help=True, help="Named datasets.")
+app.add_typer(datasets_app, name="datasets")
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.epochs=1")]
+RunDir = Annotated[Path, typer.Argument(help="A run folder, e.g. results/demo-20260101-120000")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"autoft: error: {message}\n")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)  # long paths stay whole when piped or captured
+
+
+@app.command()
+def search(
+    config: Annotated[Optional[Path], typer.Argument(help="The search YAML (default: the bundled demo)")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Override search.trials")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run folder name (default NAME-TIMESTAMP)")] = None,
+    results_dir: Annotated[Path, typer.Option(help="Where run folders go")] = Path("results"),
+    resume: Annotated[Optional[Path], typer.Option(help="Continue a killed or stopped run folder")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Attach to a Ray cluster (auto, ray://host:10001)")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: RUN/optuna.db)")] = None,
+    set_: SetOpt = None,
+    ray_dashboard: Annotated[bool, typer.Option(help="Start the local Ray with its dashboard")] = False,
+    quiet: Quiet = False,
+    plain: Annotated[bool, typer.Option(help="One log line per event instead of a live display")] = False,
+    evaluate_test: Annotated[bool, typer.Option(help="Score the best bundle once on the test split at the end")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Validate config, data and weights, probe 2 steps, print the plan")] = False,
+    warm_start: Annotated[Optional[Path], typer.Option(
+        help="Try this earlier run's top search.warm_start_top_k param sets first")] = None,
+) -> None:
+    """Search hyperparameters: Optuna picks values, Ray Tune runs Paddle fine-tunes, the best is kept."""
+    from autoft.config import load_config
+
+    overrides = list(set_ or []) + ([f"search.trials={trials}"] if trials is not None else [])
+    cfg = None
+    if resume is None:
+        cfg = load_config(config, overrides)
+        if warm_start is not None:
+            from autoft.run.warmstart import warm_start as with_warm_start
+
+            cfg = with_warm_start(cfg, warm_start)
+    elif config is not None or overrides:
+        raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set and --trials")
+    if dry_run:
+        from autoft.training.plan import format_plan, make_plan
+        from autoft.search.run import load_run_config
+
+        cfg = cfg if cfg is not None else load_run_config(resume)
+        print(format_plan(cfg, make_plan(cfg)))
+        return
+    from autoft.search.run import search as run_search
+
+    console = _console()
+    display = _Display(console, quiet=quiet, plain=plain or not console.is_terminal)
+    with display:
+        outcome = run_search(cfg, results_dir=results_dir, name=name, resume=resume, address=address,
+                             storage_url=storage, ray_dashboard=ray_dashboard, on_progress=display.update,
+                             on_dashboard=lambda url: display.note(_ray_dashboard_line(url)),
+                             on_message=display.note, evaluate_test=evaluate_test)
+    _print_board(console, outcome.leaderboard)
+    _print_reruns(outcome.leaderboard)
+    run = outcome.run_dir
+    if outcome.stopped_on_budget:
+        console.print("Stopped on the time budget (search.time_budget).")
+    if outcome.best_model is not None:
+        best = outcome.leaderboard.best
+        console.print(f"Best val_acc {best.best['val_acc']:.4f} (trial {best.trial_id}); "
+                      f"best bundle: {outcome.best_model}")
+        console.print(f"Predict with: autoft predict {outcome.best_model} IMAGE...")
+        if outcome.test_metrics is not None:
+            t = outcome.test_metrics
+            console.print(f"Test split (scored once, not used for selection): test_acc {t['test_acc']:.4f}, "
+                          f"test_loss {t['test_loss']:.4f} on {t['n']} images")
+    if outcome.interrupted:
+        console.print(f"Stopped. Resume with: autoft search --resume {run}")
+        raise typer.Exit(130)
+    if outcome.all_failed:
+        _err(f"every trial failed; most common error: {outcome.most_common_error()}")
+        raise typer.Exit(1)
+    if (run / "report" / "report.html").is_file():
+        console.print(f"Report: {run / 'report' / 'report.html'}")
+
+
+def _ray_dashboard_line(url: str) -> str:
+    token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"  # ray.init sets it when token auth is on
+    return f"Ray dashboard: {url}" + ("  (it asks for the token `ray get-auth-token` prints)" if token else "")
+
+
+class _Display:
+    """Live trial counts in a terminal; one line per event otherwise; nothing with --quiet."""
+
+    def __init__(self, console: Any, *, quiet: bool, plain: bool) -> None:
+        self.console, self.quiet, self.plain = console, quiet, plain
+        self.live: Any = None
+
+    def __enter__(self) -> _Display:
+        if not self.quiet and not self.plain:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def note(self, message: str) -> None:
+        """A line that stays (above a live display), printed even with --quiet: the user asked for it."""
+        if self.live is not None:
+            self.live.console.print(message)
+        else:
+            print(message, flush=True)
+
+    def update(self, p: Progress) -> None:
+        if self.quiet:
+            return
+        line = _progress_line(p)
+        if self.live is not None:
+            self.live.update(f"{line}\n[dim]{p.last_event}[/dim]")
+        else:
+            print(f"{line} | {p.last_event}", flush=True)
+
+
+def _progress_line(p: Progress) -> str:
+    finished = p.done + p.stopped + p.failed
+    best = f"{p.best_val_acc:.4f}" if p.best_val_acc is not None else "-"
+    eta = ""
+    if finished and finished < p.budget:
+        eta = f" eta ~{_fmt_seconds(p.elapsed / finished * (p.budget - finished))}"
+    params = ", ".join(f"{k}={_fmt(v)}" for k, v in p.best_params.items())
+    return (f"trials {finished}/{p.budget}: {p.done} done, {p.stopped} stopped early, {p.running} running, "
+            f"{p.failed} failed | best val_acc {best} ({params}) | {_fmt_seconds(p.elapsed)}{eta}")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+def _print_board(console: Any, board: Any) -> None:
+    """A rich table in a terminal; the Markdown table (pipe-friendly, never wrapped) otherwise."""
+    from rich.table import Table
+
+    from autoft.run.leaderboard import markdown
+
+    if not console.is_terminal:
+        print(markdown(board), end="")
+        return
+    table = Table(title="Leaderboard (ranked by val_acc)")
+    for col in board.table.columns:
+        table.add_column(str(col), overflow="fold")
+    for row in board.table.itertuples(index=False):
+        table.add_row(*("" if v is None or v != v else _fmt(v) for v in row))
+    console.print(table)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="A YAML config; space values are ignored (each param's first value)")],
+    set_: SetOpt = None,
+) -> None:
+    """One fine-tune with fixed values, no search; the best epoch is kept in train.checkpoint_dir/best_model."""
+    from autoft import train as run_train
+    from autoft.config import load_config
+    from autoft._fs import autoft_home
+    from autoft.run.folder import check_writable
+
+    cfg = load_config(config, list(set_ or []))
+    check_writable(Path(cfg.train.checkpoint_dir), "train.checkpoint_dir")
+    check_writable(autoft_home(), "AUTOFT_HOME")
+    result = run_train(cfg)
+    print(f"best val_acc {result.best_val_acc:.4f} (val_loss {result.best_val_loss:.4f}, epoch {result.best_epoch}); "
+          f"bundle: {result.bundle_path}")
+
+
+@app.command()
+def predict(
+    bundle: Annotated[Optional[Path], typer.Argument(help="A bundle folder or a run folder")] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Labels per image")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of text")] = False,
+    imagenet: Annotated[Optional[str], typer.Option(help="Use BACKBONE's own ImageNet head instead of a bundle")] = None,
+) -> None:
+    """Top-k labels with probabilities for images, using only what the bundle holds."""
+    from autoft.serving.predict import IMAGE_SUFFIXES, Predictor, expand_inputs
+
+    inputs = list(images or [])
+    if imagenet is not None:
+        inputs = ([bundle] if bundle is not None else []) + inputs
+    elif bundle is None:
+        raise AutoftError("predict: give a bundle folder (or --imagenet BACKBONE) and images")
+    if not inputs:
+        raise AutoftError("predict: give at least one image file or folder")
+    paths = expand_inputs(inputs)  # FIFOs, devices and sockets stay in: predict refuses them unopened, one line each
+    if not paths:
+        raise AutoftError(f"predict: no image files in {', '.join(map(str, inputs))} "
+                          f"(suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+    predictor = Predictor.imagenet(imagenet) if imagenet is not None else Predictor(bundle)
+    preds = predictor.predict(paths, top_k=top_k)
+    for p in preds:
+        if p.error:
+            _err(p.error)
+        if as_json:
+            print(json.dumps(p.to_json()))
+        elif not p.error:
+            print(f"{p.path}: " + ", ".join(f"{label} {prob:.3f}" for label, prob in p.top))
+    if any(p.error for p in preds):
+        raise typer.Exit(2)  # the readable images were still predicted
+
+
+@app.command()
+def leaderboard(run: RunDir) -> None:
+    """Print a run's ranked trials again."""
+    from autoft.run.leaderboard import load_leaderboard
+
+    board = load_leaderboard(run)
+    _print_board(_console(), board)
+    _print_reruns(board)
+
+
+def _print_reruns(board: Any) -> None:
+    """search.rerun_top_k's mean ± std table, when the run has reruns."""
+    from autoft.run.selection import rerun_markdown
+
+    text = rerun_markdown(board.records)
+    if text:
+        print(text, end="")
+
+
+@app.command()
+def export(
+    bundle: Annotated[Path, typer.Argument(help="A bundle folder (or a run folder: its best_model/)")],
+    format_: Annotated[str, typer.Option("--format", help="paddle (paddle.jit inference model) or onnx")] = "paddle",
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: BUNDLE/inference, or BUNDLE for onnx)")] = None,
+) -> None:
+    """Export a bundle for deployment and check the export's outputs match the bundle's."""
+    from autoft.serving.export import export_bundle
+
+    result = export_bundle(bundle, format_, out)
+    print(f"exported {format_} model to {result.path} (max |logit diff| vs the bundle {result.max_abs_diff:.1e})")
+    for path in result.files:
+        print(f"  {path}")
+
+
+@app.command()
+def dashboard(
+    kind: Annotated[str, typer.Argument(help="optuna, ray or visualdl")],
+    run: Annotated[Optional[Path], typer.Argument(help="A run folder")] = None,
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    port: Annotated[Optional[int], typer.Option(help="Port (default: optuna 8080, visualdl 8040)")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,
+) -> None:
+    """Serve a dashboard for a run (bound to 127.0.0.1 unless --host)."""
+    from autoft.observe.dashboards import serve
+
+    serve(kind, run, host=host, port=port, storage=storage)
+
+
+@app.command()
+def report(
+    run: RunDir,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,
+) -> None:
+    """Draw a run's plots (PNG) and a self-contained report.html into RUN/report/."""
+    from autoft.observe.report import write_report
+
+    written = write_report(run, storage_url=storage)
+    for plot in written.plots:
+        print(f"{plot.title}: {plot.path} ({plot.note})" if plot.path is not None else f"{plot.title}: {plot.note}")
+    print(f"Report: {written.html}")
+
+
+@app.command()
+def backbones(pattern: Annotated[str, typer.Argument(help="fnmatch filter, e.g. 'resnet*'")] = "*") -> None:
+    """List the backbones."""
+    from autoft.backbones import get_spec, list_backbones
+
+    for name in list_backbones(pattern):
+        spec = get_spec(name)
+        print(f"{name:22} {spec.default_image_size:4d}px  features {spec.feature_dim:5d}  {spec.weights}")
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the named datasets: classes, size and licence."""
+    from autoft.data import list_datasets
+    from autoft.data.registry import dataset_info
+
+    for name in list_datasets():
+        info = dataset_info(name)
+        print(f"{name:20} {info.num_classes:4d} classes  {info.size:32}  {info.licence}")
+
+
+@datasets_app.command("download")
+def datasets_download(
+    name: Annotated[str, typer.Argument(help="A dataset name (see `autoft datasets list`)")],
+    force: Annotated[bool, typer.Option(help="Download and extract again even when it is ready")] = False,
+) -> None:
+    """Download, verify and extract a named dataset into AUTOFT_HOME/datasets (resumes a partial download)."""
+    from autoft.data import dataset_info, download_dataset
+
+    info = dataset_info(name)
+    root = download_dataset(name, force=force)
+    print(f"{name}: ready at {root} ({info.num_classes} classes, {info.size}; licence: {info.licence})")
+
+
+@datasets_app.command("check")
+def datasets_check(
+    target: Annotated[str, typer.Argument(help="A dataset name, or a path (ImageFolder, PaddleHub lists, CSV)")],
+    flatten_nested: Annotated[bool, typer.Option(help="Nested folders of images are classes (a/b → 'a/b')")] = False,
+) -> None:
+    """Counts per class and split, imbalance, corrupt files, duplicates across splits, tiny images."""
+    from autoft.data import check_dataset, format_report
+
+    report = check_dataset(target, flatten_nested=flatten_nested)
+    print(format_report(report))
+    report.raise_for_errors()
+
+
+def _quiet_libraries(debug: bool) -> None:
+    """autoft's own log lines as `autoft: message`; Paddle's import-time notices hidden unless AUTOFT_DEBUG=1."""
+    import logging
+    import warnings
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("autoft: %(message)s"))
+    logger = logging.getLogger("autoft")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
+    if not debug:
+        warnings.filterwarnings("ignore", message="No ccache found")
+        warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    debug = os.environ.get("AUTOFT_DEBUG") == "1"
+    if not debug:
+        os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ notices; set before paddle loads (and Ray's workers inherit it)
+    _quiet_libraries(debug)
+    try:
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except AutoftError as exc:
+        if debug:
+            raise
+        _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        if debug or exc.name not in ("paddle", "paddlepaddle"):
+            raise
+        _err(PADDLE_MISSING)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            if debug:
+                raise
+            _err(exc.format_message().splitlines()[0])
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Looking at a run: the report, the dashboards and VisualDL logs."""

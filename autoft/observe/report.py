@@ -1,0 +1,317 @@
+"""results/<run>/report/: PNG plots of a finished search and a self-contained report.html that shows them.
+
+Optuna draws what it knows (optimisation history, parameter importances, parallel coordinates) with its
+matplotlib backend; the learning curves come from trial.json histories and the confusion matrix from the best
+bundle's predictions on the validation split. A plot that cannot be made is left out with a note saying why.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoft.run.bundle import is_bundle
+from autoft._fs import atomic_write_bytes, atomic_write_text
+from autoft.errors import AutoftError
+from autoft.run.leaderboard import BEST_DIR, Leaderboard, load_leaderboard
+from autoft.run.records import TrialStatus
+
+__all__ = ["Plot", "Report", "write_report", "try_write_report", "REPORT_DIR", "REPORT_HTML"]
+
+REPORT_DIR = "report"
+REPORT_HTML = "report.html"
+TOP_K_CURVES = 5
+_log = logging.getLogger(__name__)
+
+
+class _Skip(Exception):
+    """A plot that does not apply to this run; the message says why."""
+
+
+@dataclass(frozen=True)
+class Plot:
+    name: str              # the PNG's file stem
+    title: str
+    path: Path | None      # None when skipped
+    note: str = ""         # why it was skipped, or what it shows
+
+
+@dataclass(frozen=True)
+class Report:
+    dir: Path
+    html: Path
+    plots: tuple[Plot, ...]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the plots read: the run folder, its config, its ranked trials and (when reachable) its study."""
+
+    dir: Path
+    cfg: Any
+    board: Leaderboard
+    study: Any | None
+    study_note: str
+
+
+def write_report(run_dir: str | Path, *, storage_url: str | None = None) -> Report:
+    """Draw every plot into run_dir/report/ and write report.html; returns what was drawn and skipped."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # Optuna's plots use pyplot; no display is needed (or wanted) for PNGs
+    run = _load_run(Path(run_dir), storage_url)
+    out = run.dir / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    plots = tuple(_draw(out, name, title, builder, run) for name, title, builder in _PLOTS)
+    page = out / REPORT_HTML
+    atomic_write_text(page, _html(run, plots))
+    return Report(dir=out, html=page, plots=plots)
+
+
+def try_write_report(run_dir: str | Path, *, storage_url: str | None = None) -> Report | None:
+    """write_report for the end of a search: a failure is a logged warning, never a failed search."""
+    try:
+        return write_report(run_dir, storage_url=storage_url)
+    except Exception as exc:  # the search's results are on disk already; a broken plot must not hide them
+        _log.warning("report not written (%s: %s); retry with: autoft report %s", type(exc).__name__, exc, run_dir)
+        return None
+
+
+def _load_run(run_dir: Path, storage_url: str | None) -> _Run:
+    from autoft.search.run import load_run_config
+
+    if not (run_dir / "config.yaml").is_file():
+        raise AutoftError(f"report {run_dir}: not a run folder (config.yaml missing)")
+    cfg = load_run_config(run_dir)
+    study, note = _load_study(run_dir, cfg.name, storage_url)
+    return _Run(dir=run_dir, cfg=cfg, board=load_leaderboard(run_dir), study=study, study_note=note)
+
+
+def _load_study(run_dir: Path, name: str, storage_url: str | None) -> tuple[Any | None, str]:
+    import optuna
+
+    db = run_dir / "optuna.db"
+    if storage_url is None and not db.is_file():
+        return None, "no optuna.db in the run folder (pass --storage URL if the study lives elsewhere)"
+    url = storage_url or f"sqlite:///{db.resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=url), ""
+    except KeyError:
+        return None, f"no study named {name!r} in {url}"
+
+
+def _draw(out: Path, name: str, title: str, builder: Callable[[_Run], tuple[Any, str]], run: _Run) -> Plot:
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    path = out / f"{name}.png"
+    try:
+        # Optuna's plots switch pyplot to its ggplot style globally; rc_context puts the caller's style back.
+        with warnings.catch_warnings(), matplotlib.rc_context():
+            warnings.simplefilter("ignore")  # Optuna's matplotlib backend is marked experimental
+            fig, note = builder(run)
+    except _Skip as skip:
+        path.unlink(missing_ok=True)
+        return Plot(name, title, None, f"skipped: {skip}")
+    except Exception as exc:  # one broken plot leaves the others (and the page) intact
+        path.unlink(missing_ok=True)
+        _log.warning("report: %s not drawn (%s: %s)", name, type(exc).__name__, exc)
+        return Plot(name, title, None, f"not drawn: {type(exc).__name__}: {exc}")
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        atomic_write_bytes(path, buf.getvalue())
+    finally:
+        plt.close(fig)
+    return Plot(name, title, path, note)
+
+
+def _complete_trials(run: _Run) -> list[Any]:
+    from optuna.trial import TrialState
+
+    if run.study is None:
+        raise _Skip(run.study_note)
+    return run.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _figure_of(ax: Any) -> Any:
+    ax = ax.flatten()[0] if isinstance(ax, np.ndarray) else ax
+    fig = ax.figure
+    fig.set_size_inches(9, 5.5)
+    return fig
+
+
+def _optimization_history(run: _Run) -> tuple[Any, str]:
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    if not _complete_trials(run):
+        raise _Skip("no complete trial in the study")
+    return _figure_of(plot_optimization_history(run.study, target_name="val_acc")), \
+        "val_acc of each complete trial in the order Optuna ran them, and the best so far."
+
+
+def _param_importances(run: _Run) -> tuple[Any, str]:
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    complete = _complete_trials(run)
+    params = {name for t in complete for name in t.params}
+    if len(complete) < 2:
+        raise _Skip(f"parameter importances need at least 2 complete trials; this study has {len(complete)}")
+    if len(params) < 2:
+        raise _Skip(f"a single searched parameter ({', '.join(params) or 'none'}) is trivially all the importance")
+    evaluator, method = _importance_evaluator()
+    return _figure_of(plot_param_importances(run.study, evaluator=evaluator, target_name="val_acc")), \
+        f"How much each hyperparameter matters to val_acc ({method} over the {len(complete)} complete trials)."
+
+
+def _importance_evaluator() -> tuple[Any, str]:
+    """Optuna's default fANOVA needs scikit-learn, which autoft does not require; PED-ANOVA does without."""
+    import importlib.util
+
+    import optuna
+
+    if importlib.util.find_spec("sklearn") is not None:
+        return optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
+    return optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
+
+
+def _parallel_coordinate(run: _Run) -> tuple[Any, str]:
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    if not _complete_trials(run):
+        raise _Skip("no complete trial in the study")
+    return _figure_of(plot_parallel_coordinate(run.study, target_name="val_acc")), \
+        "One line per complete trial through its hyperparameter values, coloured by val_acc."
+
+
+def _learning_curves(run: _Run) -> tuple[Any, str]:
+    from matplotlib.figure import Figure
+
+    top = [r for r in run.board.records if r.history and r.status is not TrialStatus.RUNNING][:TOP_K_CURVES]
+    if not top:
+        raise _Skip("no trial reported an evaluation")
+    fig = Figure(figsize=(12, 5))
+    acc_ax, loss_ax = fig.subplots(1, 2)
+    for rank, record in enumerate(top, start=1):
+        epochs = [float(h.get("epoch", i + 1)) for i, h in enumerate(record.history)]
+        label = f"#{rank} {record.trial_id}"
+        line, = acc_ax.plot(epochs, [h.get("val_acc", np.nan) for h in record.history], marker="o", label=label)
+        colour = line.get_color()
+        loss_ax.plot(epochs, [h.get("train_loss", np.nan) for h in record.history], color=colour, marker=".",
+                     label=f"{label} train")
+        loss_ax.plot(epochs, [h.get("val_loss", np.nan) for h in record.history], color=colour, marker="o",
+                     linestyle="--", label=f"{label} val")
+    acc_ax.set(title="Validation accuracy", xlabel="epoch", ylabel="val_acc")
+    loss_ax.set(title="Loss (solid: train, dashed: val)", xlabel="epoch", ylabel="cross-entropy")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return fig, f"The top {len(top)} trials of the leaderboard, one evaluation per point (from trial.json)."
+
+
+def _confusion_matrix(run: _Run) -> tuple[Any, str]:
+    from matplotlib.figure import Figure
+
+    from autoft.serving.predict import Predictor
+    from autoft.search.run import load_trial_data
+
+    bundle = run.dir / BEST_DIR
+    if not is_bundle(bundle):
+        raise _Skip(f"no {BEST_DIR}/ bundle (no trial finished)")
+    predictor = Predictor(bundle)
+    data = load_trial_data(run.cfg)
+    names = list(predictor.meta.class_names)
+    if names != list(data.class_names):
+        raise _Skip(f"{BEST_DIR}/ classes {names} differ from the data's {list(data.class_names)}")
+    val = data.val
+    predicted = np.concatenate([predictor.logits(np.asarray(val.images[i:i + 64])).argmax(axis=1)
+                                for i in range(0, len(val), 64)])
+    matrix = np.zeros((len(names), len(names)), dtype=np.int64)
+    np.add.at(matrix, (val.labels, predicted), 1)
+    accuracy = float(np.trace(matrix)) / max(1, len(val))
+    side = min(14.0, 4.0 + 0.45 * len(names))
+    fig = Figure(figsize=(side + 1.5, side))
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ticks = range(len(names))
+    ax.set_xticks(ticks, names, rotation=45, ha="right")
+    ax.set_yticks(ticks, names)
+    ax.set(xlabel="predicted", ylabel="true", title=f"{BEST_DIR} on the validation split ({len(val)} images)")
+    if len(names) <= 30:
+        threshold = matrix.max() / 2
+        for (i, j), count in np.ndenumerate(matrix):
+            ax.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    return fig, f"Rows: true class, columns: predicted. Accuracy {accuracy:.4f} on {len(val)} validation images."
+
+
+_PLOTS: tuple[tuple[str, str, Callable[[_Run], tuple[Any, str]]], ...] = (
+    ("optimization_history", "Optimisation history", _optimization_history),
+    ("param_importances", "Parameter importances", _param_importances),
+    ("parallel_coordinate", "Parallel coordinates", _parallel_coordinate),
+    ("learning_curves", "Learning curves of the top trials", _learning_curves),
+    ("confusion_matrix", "Confusion matrix of the best model", _confusion_matrix),
+)
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
+table{border-collapse:collapse;font-size:.9rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
+th{background:#f3f3f3}figure{margin:1.5rem 0}img{max-width:100%;border:1px solid #eee}
+pre{background:#f7f7f7;padding:1rem;overflow:auto}.note{color:#666;font-style:italic}"""
+
+
+def _html(run: _Run, plots: tuple[Plot, ...]) -> str:
+    name = html.escape(run.dir.name)
+    config = (run.dir / "config.yaml").read_text(encoding="utf-8")
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>autoft report: {name}</title>"
+             f"<style>{_STYLE}</style></head><body><h1>autoft report: {name}</h1>", _summary(run),
+             "<h2>Leaderboard</h2>", _table(run.board), "<h2>Plots</h2>", *map(_figure, plots),
+             f"<h2>Config</h2><pre id='config'>{html.escape(config)}</pre>", "</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+def _summary(run: _Run) -> str:
+    e = html.escape
+    records = run.board.records
+    status = ", ".join(f"{n} {s.value}" for s in TrialStatus if (n := sum(r.status is s for r in records)))
+    best = run.board.best
+    line = "No trial finished."
+    if best is not None:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+        line = f"Best val_acc <b>{best.best['val_acc']:.4f}</b> (trial {e(best.trial_id)}: {e(params)})."
+    return (f"<p>{len(records)} of {run.cfg.search.trials} trials: {e(status or 'none')}. {line}</p>"
+            f"<p class='note'>Written {e(time.strftime('%Y-%m-%d %H:%M:%S'))} from {e(str(run.dir))}</p>")
+
+
+def _figure(plot: Plot) -> str:
+    title, note = html.escape(plot.title), html.escape(plot.note)
+    if plot.path is None:
+        return f"<section id='{plot.name}'><h3>{title}</h3><p class='note'>{note}</p></section>"
+    data = base64.b64encode(plot.path.read_bytes()).decode("ascii")
+    return (f"<figure id='{plot.name}'><h3>{title}</h3><img alt='{title}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{note}</figcaption></figure>")
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _table(board: Leaderboard) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in board.table.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+                   for row in board.table.itertuples(index=False))
+    return f"<table id='leaderboard'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

@@ -1,0 +1,110 @@
+"""Rank trials, write leaderboard.csv/.md, promote the winner's bundle to best_model/."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autoft.run.bundle import copy_bundle, is_bundle
+from autoft._fs import atomic_write_text
+from autoft.errors import AutoftError
+from autoft.run.records import TrialRecord, read_trials
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Leaderboard", "rank", "write_leaderboard", "promote_best", "load_leaderboard", "BEST_DIR"]
+
+BEST_DIR = "best_model"
+FIXED_COLUMNS = ["rank", "trial_id", "status"]
+METRIC_COLUMNS = ["val_acc", "val_loss", "best_epoch", "epochs_run", "seconds", "error"]
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    table: pd.DataFrame
+    records: tuple[TrialRecord, ...]   # in rank order
+
+    @property
+    def best(self) -> TrialRecord | None:
+        first = self.records[0] if self.records else None
+        return first if first is not None and first.status.finished and first.best else None
+
+
+def _sort_key(record: TrialRecord) -> tuple[Any, ...]:
+    best = record.best
+    if not record.status.finished or best is None:
+        return (1, 0.0, 0.0, record.seconds, record.started)
+    loss = float(best.get("val_loss", math.inf))
+    return (0, -float(best["val_acc"]), loss if math.isfinite(loss) else math.inf, record.seconds, record.started)
+
+
+def rank(records: list[TrialRecord]) -> Leaderboard:
+    """val_acc desc, ties lower val_loss then fewer seconds; failed/interrupted/running trials last."""
+    import pandas as pd
+
+    ordered = sorted(records, key=_sort_key)
+    param_names: list[str] = []
+    for r in ordered:
+        param_names += [k for k in r.params if k not in param_names]
+    rows = []
+    for i, r in enumerate(ordered, start=1):
+        best = r.best or {}
+        row: dict[str, Any] = {"rank": i, "trial_id": r.trial_id, "status": r.status.value}
+        row.update({k: r.params.get(k) for k in param_names})
+        row.update({"val_acc": best.get("val_acc"), "val_loss": best.get("val_loss"),
+                    "best_epoch": best.get("epoch"), "epochs_run": r.epochs_run,
+                    "seconds": round(r.seconds, 1), "error": r.error or "",
+                    "rerun_of": r.extra.get("rerun_of") or ""})
+        rows.append(row)
+    columns = FIXED_COLUMNS + param_names + METRIC_COLUMNS
+    if any("rerun_of" in r.extra for r in ordered):  # search.rerun_top_k
+        columns.append("rerun_of")
+    return Leaderboard(table=pd.DataFrame(rows, columns=columns), records=tuple(ordered))
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(run_dir: Path) -> Leaderboard:
+    board = rank(read_trials(run_dir))
+    atomic_write_text(Path(run_dir) / "leaderboard.csv", board.table.to_csv(index=False))
+    from autoft.run.selection import rerun_markdown
+
+    atomic_write_text(Path(run_dir) / "leaderboard.md", _markdown(board.table) + rerun_markdown(board.records))
+    return board
+
+
+def promote_best(run_dir: Path, board: Leaderboard) -> Path | None:
+    """Copy the winner's bundle to run_dir/best_model (atomic swap); after reruns, the best mean's best run."""
+    from autoft.run.selection import select_winner
+
+    best = select_winner(board.records) or board.best
+    if best is None:
+        return None
+    src = Path(run_dir) / "trials" / best.trial_id / "bundle"
+    if not is_bundle(src):
+        return None
+    return copy_bundle(src, Path(run_dir) / BEST_DIR)
+
+
+def load_leaderboard(run_dir: Path) -> Leaderboard:
+    run_dir = Path(run_dir)
+    if not (run_dir / "trials").is_dir():
+        raise AutoftError(f"{run_dir}: not a run folder (no trials/ inside)")
+    return rank(read_trials(run_dir))
+
+
+def markdown(board: Leaderboard) -> str:
+    return _markdown(board.table)

@@ -1,0 +1,251 @@
+"""An honest winner: re-run the top configurations with new seeds, pick by mean, optionally refit on train+val.
+
+``search.rerun_top_k: K`` + ``search.rerun_seeds: S`` — after the search, the K best configurations (by their
+single best val_acc) run again S times each with ``train.seed`` = seed+1 … seed+S, as extra Ray trials under
+FIFO (a rerun always runs every epoch: an early stop would bias its statistics). Each lands in ``trials/`` with
+``extra.rerun_of`` = the original trial id and ``extra.seed``. A configuration's sample is its original trial
+(when it ran every epoch) plus its reruns; the leaderboard shows mean ± std and a 95% t-interval of their
+val_acc, and the winner is the configuration with the best *mean*; ``best_model/`` is that configuration's best
+single run (its bundle is what was trained; a mean has no weights).
+
+``search.final_fit: train+val`` — the winner's configuration trains again on train+val for the winner run's
+best epoch count; that model becomes ``best_model/`` and the selection bundle moves to ``best_trial_model/``.
+
+Imports neither paddle nor ray at the top: the leaderboard calls ``select_winner``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoft.run.bundle import copy_bundle, is_bundle, load_bundle, save_bundle
+from autoft.config import RunConfig, apply_params
+from autoft.run.records import TrialRecord, TrialStatus
+
+__all__ = ["RerunStats", "rerun_stats", "select_winner", "rerun_markdown", "rerun_plan", "run_reruns",
+           "final_fit", "t_quantile_975", "BEST_TRIAL_DIR"]
+
+BEST_TRIAL_DIR = "best_trial_model"
+# two-sided 95%: the t-distribution's 0.975 quantile for 1..30 degrees of freedom
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_quantile_975(df: int) -> float:
+    """t_{0.975, df}: a table to 30, then the Cornish-Fisher expansion around the normal's 1.96 (error < 1e-4)."""
+    if df < 1:
+        raise ValueError(f"`df >= 1` must hold, got df={df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+@dataclass(frozen=True)
+class RerunStats:
+    """val_acc over the runs of one configuration (its original trial and its reruns)."""
+
+    trial_id: str                 # the original trial
+    params: dict[str, Any]
+    runs: tuple[str, ...]         # trial ids that count, original first when it counts
+    values: tuple[float, ...]
+    best_run: str                 # the run with the highest val_acc (its bundle is the one kept)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / self.n
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (n - 1); 0 for a single run."""
+        if self.n < 2:
+            return 0.0
+        return math.sqrt(sum((v - self.mean) ** 2 for v in self.values) / (self.n - 1))
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        if self.n < 2:
+            return (self.mean, self.mean)
+        half = t_quantile_975(self.n - 1) * self.std / math.sqrt(self.n)
+        return (self.mean - half, self.mean + half)
+
+
+def _val_acc(record: TrialRecord) -> float | None:
+    return float(record.best["val_acc"]) if record.best is not None and record.status.finished else None
+
+
+def rerun_stats(records: Sequence[TrialRecord]) -> list[RerunStats]:
+    """One entry per re-run configuration, best mean first (ties: smaller std)."""
+    by_id = {r.trial_id: r for r in records}
+    groups: dict[str, list[TrialRecord]] = {}
+    for r in records:
+        origin = r.extra.get("rerun_of")
+        if origin in by_id and _val_acc(r) is not None:
+            groups.setdefault(origin, []).append(r)
+    out = []
+    for origin, reruns in groups.items():
+        original = by_id[origin]
+        # a scheduler-stopped original trained fewer epochs than its reruns: it is not the same experiment
+        runs = ([original] if original.status is TrialStatus.COMPLETED and _val_acc(original) is not None else [])
+        runs += sorted(reruns, key=lambda r: r.extra.get("seed", 0))
+        values = tuple(_val_acc(r) for r in runs)
+        best = max(runs, key=lambda r: (_val_acc(r), -float(r.best.get("val_loss", math.inf))))
+        out.append(RerunStats(trial_id=origin, params=dict(original.params), runs=tuple(r.trial_id for r in runs),
+                              values=values, best_run=best.trial_id))
+    return sorted(out, key=lambda s: (-s.mean, s.std, s.trial_id))
+
+
+def select_winner(records: Sequence[TrialRecord]) -> TrialRecord | None:
+    """With reruns: the best-mean configuration's best single run. Without: None (the top-ranked trial wins)."""
+    stats = rerun_stats(records)
+    if not stats:
+        return None
+    return next(r for r in records if r.trial_id == stats[0].best_run)
+
+
+def rerun_markdown(records: Sequence[TrialRecord]) -> str:
+    """The reruns table for leaderboard.md (empty without reruns)."""
+    stats = rerun_stats(records)
+    if not stats:
+        return ""
+    lines = ["", "## Re-runs (winner by mean val_acc)", "",
+             "| rank | trial_id | " + " | ".join(stats[0].params) + " | runs | mean | std | 95% CI | best run |",
+             "|" + "---|" * (len(stats[0].params) + 7)]
+    for i, s in enumerate(stats, start=1):
+        low, high = s.ci95
+        values = " | ".join(str(v) for v in s.params.values())
+        lines.append(f"| {i} | {s.trial_id} | {values} | {s.n} | {s.mean:.4f} | {s.std:.4f} | "
+                     f"[{low:.4f}, {high:.4f}] | {s.best_run} |")
+    return "\n".join(lines) + "\n"
+
+
+def rerun_plan(cfg: RunConfig, records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
+    """The reruns still to do: {"rerun_of", "seed", "params"} for the top ``rerun_top_k`` original trials.
+
+    Runs already finished (a resumed search) are not planned again.
+    """
+    originals = [r for r in records if "rerun_of" not in r.extra and _val_acc(r) is not None]
+    originals.sort(key=lambda r: (-_val_acc(r), float(r.best.get("val_loss", math.inf)), r.started))
+    done = {(r.extra["rerun_of"], r.extra.get("seed")) for r in records
+            if "rerun_of" in r.extra and r.status.finished}
+    plan = []
+    for original in originals[:cfg.search.rerun_top_k]:
+        for k in range(1, cfg.search.rerun_seeds + 1):
+            seed = cfg.train.seed + k
+            if (original.trial_id, seed) not in done:
+                plan.append({"rerun_of": original.trial_id, "seed": seed, "params": dict(original.params)})
+    return plan
+
+
+def run_reruns(cfg: RunConfig, run_dir: Path, *, address: str | None = None,
+               on_progress: Callable[[Any], None] | None = None) -> int:
+    """Run ``rerun_plan`` as Ray trials (FIFO, the search's resources); returns how many ran."""
+    import time
+
+    from ray import tune
+    from ray.tune.search import Searcher
+
+    from autoft.run.records import read_trials
+    from autoft.search.tuner import Recorder, ray_init, run_tuner
+
+    plan = rerun_plan(cfg, read_trials(run_dir))
+    if not plan:
+        return 0
+    seed_key = "train.seed"
+    rerun_cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, scheduler="fifo"))
+
+    class _Plan(Searcher):
+        def __init__(self) -> None:
+            super().__init__(metric="val_acc", mode="max")
+            self.todo = list(plan)
+            self.given: dict[str, dict[str, Any]] = {}
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if not self.todo:
+                return Searcher.FINISHED
+            self.given[trial_id] = self.todo.pop(0)
+            return {**self.given[trial_id]["params"], seed_key: self.given[trial_id]["seed"]}
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+            pass
+
+        def optuna_number(self, trial_id: str) -> int | None:
+            return None
+
+    started_ray = ray_init(address, False)
+    try:
+        searcher = _Plan()
+        recorder = Recorder(run_dir, rerun_cfg, searcher, on_progress, time.time())
+
+        class _Tag(tune.Callback):
+            def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+                spec = searcher.given.get(trial.trial_id, {})
+                recorder.annotate(trial.trial_id, {"rerun_of": spec.get("rerun_of"), "seed": spec.get("seed")})
+
+        run_tuner(rerun_cfg, run_dir, searcher=searcher, recorder=recorder, name="rerun", num_samples=len(plan),
+                  param_names=(*cfg.space.names, seed_key), callbacks=[_Tag()])
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return len(plan)
+
+
+def _train_plus_val(data: Any) -> Any:
+    import numpy as np
+
+    from autoft.data.dataset import Split
+
+    merged = Split(np.concatenate([np.asarray(data.train.images), np.asarray(data.val.images)]),
+                   np.concatenate([data.train.labels, data.val.labels]))
+    return dataclasses.replace(data, train=merged)
+
+
+def final_fit(cfg: RunConfig, run_dir: Path, winner: TrialRecord, data: Any,
+              log: Callable[[str], None] | None = None) -> Path:
+    """Train the winner's configuration on train+val for its best epoch count; it becomes ``best_model/``.
+
+    The selection bundle (already in ``best_model/``) moves to ``best_trial_model/``. The lr schedule spans the
+    refit's own epochs and steps. Validation images are part of this training set, so the refit's bundle.json
+    carries no val_acc of its own: ``metrics.selection_val_acc`` is the winner run's, for reference.
+    """
+    from safetensors.numpy import load_file
+
+    from autoft.training.checkpoint import MODEL_FILE, checkpoint_path
+    from autoft.run.leaderboard import BEST_DIR
+    from autoft.training.fit import fit
+
+    run_dir = Path(run_dir)
+    epochs = max(1, math.ceil(float(winner.best["epoch"])))
+    params = dict(winner.params)
+    if "seed" in winner.extra:
+        params["train.seed"] = winner.extra["seed"]
+    cfg = apply_params(cfg, params)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs, save_ckpt_interval=epochs,
+                                                             eval_interval="epoch"))
+    merged = _train_plus_val(data)
+    if is_bundle(run_dir / BEST_DIR):
+        copy_bundle(run_dir / BEST_DIR, run_dir / BEST_TRIAL_DIR)
+    tmp = Path(tempfile.mkdtemp(prefix=".final-fit-", dir=run_dir))
+    try:
+        fit(cfg, merged, bundle_dir=tmp / "bundle", checkpoint_dir=tmp / "ckpt", log=log)
+        weights = load_file(str(checkpoint_path(tmp / "ckpt", epochs) / MODEL_FILE))
+        meta = load_bundle(tmp / "bundle").meta
+        metrics = {"epoch": epochs, "final_fit": "train+val", "selection_trial": winner.trial_id,
+                   "selection_val_acc": float(winner.best["val_acc"])}
+        meta = dataclasses.replace(meta, metrics=metrics, num_train_samples=len(merged.train), created="")
+        save_bundle(run_dir / BEST_DIR, weights, meta)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run_dir / BEST_DIR

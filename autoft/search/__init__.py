@@ -1,0 +1,1 @@
+"""The search on Ray Tune + Optuna: the only package that imports ray."""

@@ -1,0 +1,124 @@
+"""One trial, as it runs inside a Ray worker: a Paddle fine-tune reporting each evaluation to Tune."""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoft.config import RunConfig
+from autoft._fs import atomic_write_text
+
+__all__ = ["TrialJob", "load_trial_data", "error_line", "out_of_memory_line", "trainable"]
+
+
+def load_trial_data(cfg: RunConfig) -> Any:
+    """The same decoded arrays for every trial (the preprocessing cache makes repeats instant)."""
+    from autoft.data import load_for_config
+
+    return load_for_config(cfg)
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What every trial needs, shipped once through the object store."""
+
+    cfg: RunConfig
+    run_dir: str
+    param_names: tuple[str, ...]
+
+
+_OUT_OF_MEMORY = re.compile(r"out of memory|ResourceExhausted|cannot allocate", re.IGNORECASE)
+
+
+def error_line(exc: BaseException) -> str:
+    """The error's last line as trial.json and the leaderboard show it; out of memory marks the params infeasible."""
+    message = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    if isinstance(exc, MemoryError) or _OUT_OF_MEMORY.search(f"{type(exc).__name__} {exc}"):
+        return out_of_memory_line(line)
+    return line
+
+
+def out_of_memory_line(detail: str) -> str:
+    """One wording for every out-of-memory death: raised in the trial, or its worker killed by Ray or the OS."""
+    return f"infeasible: out of memory with these params ({detail}); try a smaller batch_size or image_size"
+
+
+def _cpu_threads() -> int:
+    """Set this worker's CPU threads to the CPUs Ray assigned the trial (at least 1); returns the count.
+
+    Paddle uses one thread unless told otherwise: at import it sets OMP_NUM_THREADS=1 when unset. Ray sets
+    OMP_NUM_THREADS from an actor's num_cpus only when it is unset, and a driver that imported paddle passes its
+    1 on to every worker; so the trial sets the variable itself (read by the OpenMP runtime when paddle is first
+    imported in the worker) and, after the import, paddle's math-library threads (MKL + omp_set_num_threads).
+    """
+    import math
+
+    import ray
+
+    threads = max(1, math.floor(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    return threads
+
+
+def trainable(config: dict[str, Any], job: TrialJob) -> None:
+    """One Ray Tune trial: a Paddle fine-tune reporting each evaluation through tune.report."""
+    threads = _cpu_threads()
+    import paddle
+    import ray
+    from ray import tune
+
+    from autoft.config import apply_params
+    from autoft.errors import TrialError
+    from autoft.search.pbt import TrialCheckpoints
+    from autoft.training.fit import fit
+    from autoft.observe.visuallog import TrialLog
+
+    paddle.disable_signal_handler()
+    paddle.disable_static()  # dygraph mode is per thread in Paddle, and Tune runs a trial in its own thread
+    paddle.base.core.set_num_threads(threads)
+    worker = {"cpu_threads": threads, "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}  # → trial.json extra
+    trial_id = tune.get_context().get_trial_id()
+    trial_dir = Path(job.run_dir) / "trials" / trial_id
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "error.txt").unlink(missing_ok=True)
+    started = time.time()
+    timeout = job.cfg.search.trial_timeout
+    best = {"val_acc": -1.0}
+
+    def check_time() -> None:
+        if timeout is not None and time.time() - started > timeout:
+            raise TrialError(f"trial exceeded search.trial_timeout ({timeout:g} s)")
+
+    def report(metrics: dict[str, Any]) -> None:
+        best["val_acc"] = max(best["val_acc"], float(metrics["val_acc"]))
+        visual.write(metrics)
+        tune.report({**metrics, "best_val_acc": best["val_acc"], **worker},
+                    checkpoint=checkpoints.for_report(metrics))
+        checkpoints.after_report(metrics)
+        check_time()
+
+    log_file = (trial_dir / "train.log").open("a", encoding="utf-8")
+    params = {k: config[k] for k in job.param_names if k in config}
+    visual = TrialLog(trial_dir, params, warn=lambda message: log_file.write(message + "\n"))
+
+    def log(message: str) -> None:
+        log_file.write(message + "\n")
+        log_file.flush()
+        check_time()
+
+    checkpoints = TrialCheckpoints.for_trial(job.cfg, trial_id, log)  # pbt, and retries that resume
+    try:
+        cfg = checkpoints.configure(apply_params(job.cfg, params), params)
+        fit(cfg, load_trial_data(cfg), bundle_dir=trial_dir / "bundle", report=report, log=log,
+            restore=checkpoints.restore, checkpoint_dir=checkpoints.directory)
+    except Exception as exc:  # not SystemExit: Ray ends a finished function trial with it
+        atomic_write_text(trial_dir / "error.txt", error_line(exc) + "\n")
+        raise
+    finally:
+        checkpoints.cleanup()
+        visual.close()
+        log_file.close()

@@ -1,0 +1,1 @@
+"""Serving a bundle: predict, export and evaluate through Paddle's inference engine."""

@@ -1,0 +1,321 @@
+"""Predictor(bundle).predict(paths, top_k): everything it needs comes from the bundle."""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from autoft.run.bundle import META_FILE, WEIGHTS_FILE, Bundle, BundleMeta, BundleReplaced, check_weights_fit, is_bundle, \
+    load_bundle
+from autoft.errors import BundleError, DataError
+
+log = logging.getLogger("autoft.serving.predict")
+
+__all__ = ["Prediction", "Predictor", "expand_inputs", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    top: tuple[tuple[str, float], ...] = ()   # (label, probability), most likely first
+    error: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.top[0][0] if self.top else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "error": self.error,
+                "top": [{"label": label, "probability": round(p, 6)} for label, p in self.top]}
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files as given; folders become their entries with an image suffix (recursive, sorted). An entry that is not
+    a regular file (a FIFO, a socket, a dangling link) is kept, so that predict reports it instead of skipping it."""
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+        else:
+            out.append(path)
+    return out
+
+
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def _not_regular(path: Path, mode: int) -> DataError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return DataError(f"{path}: not a regular file ({kind}); only regular image files are read, so it was not opened")
+
+
+def _open_image_file(path: Path) -> IO[bytes]:
+    """``path`` opened for reading; anything but a regular file is refused unopened (opening a FIFO blocks until
+    a writer comes, forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise _not_regular(path, mode)
+    try:  # O_NONBLOCK: if it became a FIFO since the stat, open returns at once and fstat refuses it
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return os.fdopen(fd, "rb")
+
+
+def _resolve_bundle(path: Path) -> Path:
+    """A run folder means its best_model/ (recovered first if a crash mid-swap left it in `.best_model.old-*`)."""
+    if not is_bundle(path) and is_bundle(path / "best_model"):
+        return path / "best_model"
+    return path
+
+
+class Predictor:
+    """Loads a bundle once; predicts batches of image files."""
+
+    def __init__(self, bundle: str | Path, *, batch_size: int = 32, device: str = "auto",
+                 threads: int | None = None) -> None:
+        from autoft.serving.export import is_exported
+
+        self.bundle_dir = _resolve_bundle(Path(bundle))
+        self.crop_ratio = 1.0
+        self.batch_size = batch_size
+        self.fast: _InferenceRunner | None = None
+        threads = threads or os.cpu_count() or 1
+        if is_exported(self.bundle_dir) and not is_bundle(self.bundle_dir):  # `autoft export` output
+            self.meta = _read_meta(self.bundle_dir)
+            self.model = None
+            self.fast = _InferenceRunner(self.bundle_dir, threads, _select_device(device) == "gpu")
+            return
+        loaded, weights = _read_bundle(self.bundle_dir)  # before paddle loads: a broken bundle fails in no time
+        self.bundle_dir = loaded.path
+        self.meta: BundleMeta = loaded.meta
+        self.weights_digest = _digest(weights)
+        gpu = _select_device(device) == "gpu"
+        self.model = self._build(weights)
+        self.fast = self._fast_runner(threads, gpu)
+
+    def _fast_runner(self, threads: int, gpu: bool) -> _InferenceRunner | None:
+        """paddle.inference over a static export of the bundle: the bundle's own `autoft export` output, else one
+        made once and cached by the weights' hash. Any failure keeps the (slower) dynamic-graph model."""
+        from autoft.serving.export import INFERENCE_DIR, TOLERANCE, check_batch, is_exported
+
+        try:
+            folder = self.bundle_dir / INFERENCE_DIR
+            if not is_exported(folder):
+                folder = _cached_export(self)
+            runner = _InferenceRunner(folder, threads, gpu)
+            batch = check_batch(self.meta.image_size, 2)
+            drift = float(np.max(np.abs(runner(self.normalize(batch)) - self.reference_logits(batch))))
+            if not drift <= 10 * TOLERANCE:
+                raise BundleError(f"its logits differ by {drift:.1e}")
+            return runner
+        except Exception as exc:  # a missing inference library or an unexportable op: dygraph still works
+            log.debug("predict: no static export for %s (%s); using the dynamic graph", self.bundle_dir, exc)
+            return None
+
+    @classmethod
+    def imagenet(cls, backbone: str, *, batch_size: int = 32, device: str = "auto") -> Predictor:
+        """The backbone's own 1000-class ImageNet head, to check its pretrained weights."""
+        from autoft.backbones import create, get_spec, imagenet_class_names
+
+        spec = get_spec(backbone)
+        self = cls.__new__(cls)
+        self.meta = BundleMeta(backbone=backbone, num_classes=1000, class_names=tuple(imagenet_class_names()),
+                               image_size=spec.default_image_size, mean=spec.mean, std=spec.std)
+        self.crop_ratio = 224 / 256  # ImageNet eval: shorter side to size/0.875, centre crop
+        self.batch_size = batch_size
+        self.fast = None
+        _select_device(device)
+        self.model = create(backbone, 1000, "imagenet")
+        self.model.eval()
+        return self
+
+    def _build(self, weights: dict[str, np.ndarray]) -> Any:
+        import paddle
+
+        from autoft.backbones import create
+
+        model = create(self.meta.backbone, self.meta.num_classes, "none")
+        check_weights_fit(weights, {k: v.shape for k, v in model.state_dict().items()},
+                          str(self.bundle_dir / WEIGHTS_FILE),
+                          f"{self.meta.backbone} with {self.meta.num_classes} classes ({META_FILE})")
+        model.set_state_dict({k: paddle.to_tensor(v) for k, v in weights.items()})
+        model.eval()
+        return model
+
+    def _load(self, path: Path) -> np.ndarray:
+        from PIL import Image
+
+        from autoft.data import preprocess_image
+
+        try:
+            with _open_image_file(path) as f, Image.open(f) as img:
+                img.load()
+                size = self.meta.image_size
+                big = preprocess_image(img, round(size / self.crop_ratio))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{path}: not a readable image ({type(exc).__name__})") from None
+        off = (big.shape[0] - size) // 2
+        return big[off:off + size, off:off + size]
+
+    def normalize(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 NHWC images → the model's float32 input."""
+        from autoft.data import normalize
+
+        return normalize(batch, self.meta.mean, self.meta.std)
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 NHWC images → logits, through the static export when there is one."""
+        if self.fast is not None:
+            return self.fast(self.normalize(batch))
+        return self.reference_logits(batch)
+
+    def reference_logits(self, batch: np.ndarray) -> np.ndarray:
+        """The bundle's weights in Paddle's dynamic graph: what every export is checked against."""
+        import paddle
+
+        if self.model is None:
+            raise BundleError(f"{self.bundle_dir}: an exported model has no dynamic-graph reference")
+        with paddle.no_grad():
+            return self.model(paddle.to_tensor(self.normalize(batch))).numpy()
+
+    def predict(self, paths: Sequence[str | Path], top_k: int = 5) -> list[Prediction]:
+        """One Prediction per path, in order; unreadable files get an error and the rest are still predicted."""
+        top_k = max(1, min(top_k, self.meta.num_classes))
+        results: dict[int, Prediction] = {}
+        good: list[tuple[int, np.ndarray]] = []
+        for i, p in enumerate(map(Path, paths)):
+            try:
+                good.append((i, self._load(p)))
+            except DataError as exc:
+                results[i] = Prediction(path=str(p), error=str(exc))
+        for start in range(0, len(good), self.batch_size):
+            chunk = good[start:start + self.batch_size]
+            probs = _softmax(self.logits(np.stack([img for _, img in chunk])))
+            for (i, _), row in zip(chunk, probs):
+                order = np.argsort(-row)[:top_k]
+                top = tuple((self.meta.class_names[j], float(row[j])) for j in order)
+                results[i] = Prediction(path=str(paths[i]), top=top)
+        return [results[i] for i in range(len(paths))]
+
+
+def _read_bundle(folder: Path) -> tuple[Bundle, dict[str, np.ndarray]]:
+    """The bundle and its weights from one and the same version of the folder (a search may swap in a new one)."""
+    for _ in range(2):
+        loaded = load_bundle(folder)
+        try:
+            return loaded, loaded.weights()
+        except BundleReplaced:
+            continue
+    loaded = load_bundle(folder)
+    return loaded, loaded.weights()
+
+
+def _digest(weights: dict[str, np.ndarray]) -> str:
+    """Of the weights in memory (not the file, which a swap may have replaced since they were read)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        array = np.ascontiguousarray(weights[name])
+        h.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+        h.update(array.data)
+    return h.hexdigest()
+
+
+def _read_meta(folder: Path) -> BundleMeta:
+    import json
+
+    file = folder / META_FILE
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{file}: unreadable ({exc})") from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{file}: must hold a JSON object, got {type(raw).__name__}")
+    return BundleMeta.from_json(raw, str(file))
+
+
+class _InferenceRunner:
+    """paddle.inference on a jit export: the optimised static graph (several times the dynamic graph's speed)."""
+
+    def __init__(self, folder: Path, threads: int, gpu: bool) -> None:
+        from paddle import inference
+
+        from autoft.serving.export import PREFIX, program_file
+
+        config = inference.Config(str(program_file(folder)), str(folder / f"{PREFIX}.pdiparams"))
+        if gpu:
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(threads)
+        config.disable_glog_info()
+        self.predictor = inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.input.reshape(list(x.shape))
+        self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+def _cached_export(predictor: Predictor) -> Path:
+    """<AUTOFT_HOME>/cache/inference/<hash of the weights + image size>/, exported once (atomically)."""
+    import hashlib
+    import shutil
+
+    from autoft.serving.export import jit_save
+    from autoft._fs import autoft_home, clean_orphans, make_tmp_dir
+
+    key = f"{predictor.weights_digest}:{predictor.meta.backbone}:{predictor.meta.image_size}"
+    folder = autoft_home() / "cache" / "inference" / hashlib.sha256(key.encode()).hexdigest()[:24]
+    if (folder / META_FILE).is_file():
+        return folder
+    tmp = make_tmp_dir(folder)
+    try:
+        jit_save(predictor, tmp)
+        os.rename(tmp, folder)
+    except OSError:
+        if not (folder / META_FILE).is_file():  # another process published it first: use theirs
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    clean_orphans(folder)  # the tmp folders of exports killed midway
+    return folder
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _select_device(device: str) -> str:
+    """'cpu' or 'gpu' (auto: gpu when Paddle has CUDA); also made Paddle's current device."""
+    import paddle
+
+    chosen = "gpu" if device != "cpu" and paddle.device.is_compiled_with_cuda() else "cpu"
+    paddle.set_device(chosen)
+    return chosen

@@ -1,0 +1,1 @@
+"""Paddle fine-tuning without Ray: the epoch loop, fit, strategies, checkpoints, the feature cache, the plan."""

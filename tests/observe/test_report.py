@@ -1,0 +1,191 @@
+"""results/<run>/report/: plots of a real finished search, report.html, and the skips for runs too small to plot."""
+from __future__ import annotations
+
+import base64
+import html.parser
+import logging
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from PIL import Image
+from searched_run import run_config, searched_run
+
+from autoft.config import config_from_dict, config_to_dict
+from autoft.run.records import TrialRecord, TrialStatus
+from autoft.observe.report import REPORT_DIR, REPORT_HTML, try_write_report, write_report
+from autoft.search.run import SearchOutcome
+
+PLOTS = ("optimization_history", "param_importances", "parallel_coordinate", "learning_curves", "confusion_matrix")
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def finished(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SearchOutcome:
+    return searched_run(shapes_dir, tmp_path_factory)
+
+
+def _complete_trials(run: Path) -> int:
+    study = optuna.load_study(study_name=run_config(Path("."))["name"], storage=f"sqlite:///{run / 'optuna.db'}")
+    return sum(t.state is optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_search_writes_nontrivial_plots(finished: SearchOutcome) -> None:
+    out = finished.run_dir / REPORT_DIR
+    expected = set(PLOTS)
+    if _complete_trials(finished.run_dir) < 2:  # ASHA may stop two of the three trials
+        expected.discard("param_importances")
+    assert {p.stem for p in out.glob("*.png")} == expected
+    for png in out.glob("*.png"):
+        assert png.stat().st_size > 10_000, png
+        with Image.open(png) as img:
+            assert img.format == "PNG" and img.width >= 500 and img.height >= 300, (png, img.size)
+            colours = img.convert("RGB").getcolors(maxcolors=1_000_000)
+            assert colours is not None and len(colours) > 50, f"{png.name} is nearly blank"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
+
+
+def test_cli_report_redraws_and_the_confusion_matrix_scores_the_best_model(finished: SearchOutcome) -> None:
+    out = subprocess.run([sys.executable, "-m", "autoft.cli", "report", str(finished.run_dir)],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    page = finished.run_dir / REPORT_DIR / REPORT_HTML
+    assert out.stdout.strip().splitlines()[-1] == f"Report: {page}"
+    best = finished.leaderboard.best.best["val_acc"]
+    # the matrix is the best bundle predicting the val split the trials were scored on: same accuracy
+    assert re.search(rf"Accuracy {best:.4f} on \d+ validation images", out.stdout), out.stdout
+
+
+class _Page(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: dict[str, str] = {}     # figure id -> src
+        self.table_cells: list[str] = []
+        self.ids: set[str] = set()
+        self._figure = ""
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"])
+        if tag in ("figure", "section"):
+            self._figure = a.get("id") or ""
+        elif tag == "img":
+            self.images[self._figure] = a.get("src") or ""
+        elif tag == "td":
+            self._in_cell = True
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_cell = self._in_cell and tag != "td"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self.table_cells.append(data)
+
+
+def test_report_html_is_self_contained_with_leaderboard_plots_and_config(finished: SearchOutcome) -> None:
+    out = finished.run_dir / REPORT_DIR
+    text = (out / REPORT_HTML).read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(text)
+    assert {"leaderboard", "config"} <= page.ids
+    for record in finished.leaderboard.records:
+        assert record.trial_id in page.table_cells
+    pngs = {p.stem: p for p in out.glob("*.png")}
+    assert set(page.images) == set(pngs)
+    for name, src in page.images.items():
+        assert src == "data:image/png;base64," + base64.b64encode(pngs[name].read_bytes()).decode()
+    assert not re.search(r"""(src|href)=['"](?!data:)""", text), "the page must not load anything"
+    assert "efficientnet_lite0" in text and "learning_rate" in text
+    # the failed row says why (training or validation loss, whichever diverges first)
+    assert any(re.match(r"TrialError: (val_)?loss became (nan|inf)", c) for c in page.table_cells), page.table_cells
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="no /usr/bin/chromium (apt-get install -y chromium)")
+def test_report_html_shows_table_and_every_image_in_a_browser(finished: SearchOutcome) -> None:
+    page = finished.run_dir / REPORT_DIR / REPORT_HTML
+    script = ("<script>window.onload=()=>{const imgs=[...document.images];document.title="
+              "'loaded:'+imgs.filter(i=>i.complete&&i.naturalWidth>300).length+'/'+imgs.length+"
+              "' rows:'+document.querySelectorAll('#leaderboard tbody tr').length}</script>")
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", script + "</body>"), encoding="utf-8")
+    try:
+        dom = _chromium_dom(probe.as_uri())
+    finally:
+        probe.unlink()
+    images = len(list(page.parent.glob("*.png")))
+    rows = len(finished.leaderboard.records)
+    assert f"<title>loaded:{images}/{images} rows:{rows}</title>" in dom
+
+
+def _chromium_dom(url: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="autoft-chromium-") as profile:
+        out = subprocess.run(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--allow-file-access-from-files", "--virtual-time-budget=5000",
+             "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def _tiny_run(tmp_path: Path, space: dict, values: list[float]) -> Path:
+    """A run folder without training: config.yaml, one trial.json per value and a study with those trials."""
+    raw = {"name": "tiny", "data": {"path": str(tmp_path), "image_size": 32}, "space": space}
+    cfg = config_from_dict(raw)
+    run = tmp_path / "run"
+    (run / "trials").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{run / 'optuna.db'}", direction="maximize")
+    for i, value in enumerate(values):
+        trial = study.ask(cfg.space.to_optuna())
+        history = ({"epoch": 1, "step": 4, "train_loss": 1.0, "val_loss": 1.1, "val_acc": value / 2},
+                   {"epoch": 2, "step": 8, "train_loss": 0.8, "val_loss": 0.9, "val_acc": value})
+        TrialRecord(trial_id=f"t{i}", params=trial.params, status=TrialStatus.COMPLETED, number=trial.number,
+                    history=history, started=float(i), seconds=1.0).save(run / "trials" / f"t{i}")
+        study.tell(trial, value)
+    return run
+
+
+def test_small_runs_skip_importances_and_confusion_matrix_with_a_note(tmp_path: Path) -> None:
+    one_param = {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
+    report = write_report(_tiny_run(tmp_path, one_param, [0.5, 0.7, 0.6]))
+    notes = {p.name: p.note for p in report.plots if p.path is None}
+    assert notes == {
+        "param_importances": "skipped: a single searched parameter (learning_rate) is trivially all the importance",
+        "confusion_matrix": "skipped: no best_model/ bundle (no trial finished)",
+    }
+    text = report.html.read_text(encoding="utf-8")
+    assert "trivially all the importance" in text and "no best_model/ bundle" in text
+    assert (report.dir / "learning_curves.png").is_file() and (report.dir / "optimization_history.png").is_file()
+
+
+TWO_PARAMS = {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+              "batch_size": {"type": "categorical", "choices": [8, 16]}}
+
+
+def test_one_complete_trial_is_too_few_for_importances(tmp_path: Path) -> None:
+    report = write_report(_tiny_run(tmp_path, TWO_PARAMS, [0.5]))
+    plot = next(p for p in report.plots if p.name == "param_importances")
+    assert plot.path is None
+    assert plot.note == "skipped: parameter importances need at least 2 complete trials; this study has 1"
+
+
+def test_importances_are_drawn_from_two_complete_trials_of_two_params(tmp_path: Path) -> None:
+    report = write_report(_tiny_run(tmp_path, TWO_PARAMS, [0.5, 0.8, 0.6, 0.7]))
+    plot = next(p for p in report.plots if p.name == "param_importances")
+    assert plot.path == report.dir / "param_importances.png" and plot.path.stat().st_size > 10_000
+    assert "over the 4 complete trials" in plot.note
+
+
+def test_a_failing_report_is_a_warning_not_an_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="autoft.observe.report"):
+        assert try_write_report(tmp_path) is None
+    assert f"report not written (AutoftError: report {tmp_path}: not a run folder" in caplog.text
+    assert f"autoft report {tmp_path}" in caplog.text
