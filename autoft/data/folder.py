@@ -2,16 +2,17 @@
 
 With `flatten_nested=True` every folder that holds images directly is a class named by its path below the
 class root, joined with NESTED_SEPARATOR ("animals/cat"): "/" cannot occur in a folder name, so the names
-never collide.
+never collide. Symlinked folders and image files are followed, loops are not (autoft.data.walk).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from autoft.data.source import RawSplit, Source, SplitName, decode_file, hash_files, is_image_file
+from autoft.data import walk
+from autoft.data.source import RawSplit, Source, SplitName, decode_file, hash_files
+from autoft.data.walk import Folder
 from autoft.errors import DataError
 
 __all__ = ["load_folder", "NESTED_SEPARATOR"]
@@ -24,24 +25,27 @@ _SPLIT_DIRS = {"train": SplitName.TRAIN, "val": SplitName.VAL, "validation": Spl
 def load_folder(root: Path, *, flatten_nested: bool = False) -> Source:
     """Scan `root` (no decoding) into a Source; DataError when the layout breaks a rule."""
     scan = _scan_nested if flatten_nested else _scan_classes
-    subdirs = _visible_dirs(root)
+    top = walk.start(root)
+    subdirs = walk.subfolders(top)
     if not subdirs:
         raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
-    names = {d.name for d in subdirs}
-    is_split_layout = "train" in names and names <= set(_SPLIT_DIRS) and bool(_visible_dirs(root / "train"))
+    names = {d.path.name for d in subdirs}
+    # train/ must hold class folders; walking it twice warns once about a loop in it (walk dedupes).
+    is_split_layout = "train" in names and names <= set(_SPLIT_DIRS) and bool(
+        walk.subfolders(next(d for d in subdirs if d.path.name == "train")))
     if not is_split_layout:
-        classes = scan(root)
+        classes = scan(top)
         class_names = _check_class_count(root, sorted(classes))
         splits = {SplitName.TRAIN: _raw_split(classes, class_names)}
         kind = "ImageFolder, nested classes flattened" if flatten_nested else "ImageFolder"
     else:
         if {"val", "validation"} <= names:
             raise DataError(f"{root}: has both val/ and validation/; keep one")
-        scanned = {_SPLIT_DIRS[d.name]: scan(d) for d in subdirs}
+        scanned = {_SPLIT_DIRS[d.path.name]: scan(d) for d in subdirs}
         class_names = _check_class_count(root / "train", sorted(scanned[SplitName.TRAIN]))
         for split, classes in scanned.items():
             for name in sorted(set(classes) - set(class_names)):
-                folder = next(d for d in subdirs if _SPLIT_DIRS[d.name] == split)
+                folder = next(d.path for d in subdirs if _SPLIT_DIRS[d.path.name] == split)
                 raise DataError(f"{folder / name}: class is not in {root / 'train'} (train classes: "
                                 f"{', '.join(class_names)})")
         splits = {split: _raw_split(classes, class_names) for split, classes in scanned.items()}
@@ -55,40 +59,25 @@ def load_folder(root: Path, *, flatten_nested: bool = False) -> Source:
     )
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _scan_classes(folder: Path) -> dict[str, list[Path]]:
+def _scan_classes(folder: Folder) -> dict[str, list[Path]]:
     classes = {}
-    for class_dir in _visible_dirs(folder):
-        files = _image_files(class_dir)
+    for class_dir in walk.subfolders(folder):
+        files = sorted(path for _, found in walk.walk(class_dir) for path in found)
         if not files:
-            raise DataError(f"{class_dir}: class folder has no images")
-        classes[class_dir.name] = files
+            raise DataError(f"{class_dir.path}: class folder has no images")
+        classes[class_dir.path.name] = files
     return classes
 
 
-def _scan_nested(folder: Path) -> dict[str, list[Path]]:
+def _scan_nested(folder: Folder) -> dict[str, list[Path]]:
     classes = {}
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        here = Path(dirpath)
-        files = sorted(p for p in (here / f for f in filenames) if is_image_file(p))
-        if files and here != folder:
-            classes[NESTED_SEPARATOR.join(here.relative_to(folder).parts)] = files
+    for here, files in walk.walk(folder):
+        if files and here.path != folder.path:
+            classes[NESTED_SEPARATOR.join(here.path.relative_to(folder.path).parts)] = files
     if not classes:
-        raise DataError(f"{folder}: no sub-folder holds images (data.flatten_nested makes every folder of "
+        raise DataError(f"{folder.path}: no sub-folder holds images (data.flatten_nested makes every folder of "
                         "images a class)")
     return classes
-
-
-def _image_files(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found.extend(p for p in (Path(dirpath) / f for f in filenames) if is_image_file(p))
-    return sorted(found)
 
 
 def _check_class_count(folder: Path, class_names: list[str]) -> list[str]:

@@ -1,4 +1,7 @@
-"""PaddleHub list-file sources: train_list.txt / validate_list.txt / test_list.txt (+ label_list.txt)."""
+"""PaddleHub list-file sources: train_list.txt / validate_list.txt / test_list.txt (+ label_list.txt).
+
+Read as UTF-8 with or without a BOM, any line ends (autoft.data.textfile).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from autoft.data.source import RawSplit, Source, SplitName, decode_file, hash_files
+from autoft.data.textfile import read_lines
 from autoft.errors import DataError
 
 __all__ = ["is_list_folder", "load_lists", "Row", "labels_to_indices", "resolve_image"]
@@ -58,7 +62,7 @@ def _list_paths(root: Path) -> dict[SplitName, Path]:
 
 def _read_list(list_file: Path) -> list[Row]:
     rows = []
-    for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_lines(list_file), start=1):
         if not line.strip():
             continue
         fields = line.strip().rsplit(maxsplit=1)
@@ -72,7 +76,7 @@ def _read_list(list_file: Path) -> list[Row]:
 
 
 def _read_label_list(label_file: Path) -> list[str]:
-    names = [line.strip() for line in label_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = [line.strip() for line in read_lines(label_file) if line.strip()]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise DataError(f"{label_file}: class names must be unique, got duplicates {duplicates}")
@@ -80,7 +84,12 @@ def _read_label_list(label_file: Path) -> list[str]:
 
 
 def resolve_image(base: Path, name: str, where: str) -> Path:
+    if not name:
+        raise DataError(f"{where}: image path is empty")
     path = Path(name) if Path(name).is_absolute() else base / name
+    if path.exists() and not path.is_file():
+        # A folder, a FIFO or a device: never opened (reading a FIFO would hang).
+        raise DataError(f"{where}: image {path} is not a regular file")
     if not path.is_file():
         raise DataError(f"{where}: image {path} does not exist")
     return path

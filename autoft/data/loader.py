@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,11 +68,22 @@ def open_source(path: Path, *, flatten_nested: bool = False) -> Source:
         if path.suffix.lower() == ".csv":
             return load_csv(path)
         raise DataError(f"{path}: data path must be a folder (ImageFolder or PaddleHub lists) or a .csv file")
+    if not path.is_dir():
+        # /dev/null, a FIFO, a socket: is_file() and is_dir() only stat, so a FIFO is never opened (it would hang).
+        raise DataError(f"{path}: data path must be a folder (ImageFolder or PaddleHub lists) or a .csv file; "
+                        f"it is {_kind_of(path)}")
     if not any(path.iterdir()):
         raise DataError(f"{path}: data folder is empty")
     if is_list_folder(path):
         return load_lists(path)
     return load_folder(path, flatten_nested=flatten_nested)
+
+
+def _kind_of(path: Path) -> str:
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _check_args(dataset: str | None, path: str | None, image_size: int, val_split: float,
