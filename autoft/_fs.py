@@ -1,9 +1,15 @@
-"""Files written atomically (temp name in the same folder, then rename), folders swapped atomically, and the
-autoft home folder."""
+"""Files written atomically (temp name in the same folder, then rename), folders swapped atomically, the autoft
+home folder, the writable check made before anything is written, and the lock that gives a run folder one owner.
+
+The lock is an advisory flock on RUN/.lock, held by the driver for the whole search. The kernel releases it when
+the process dies (SIGKILL included), so a crashed run never needs a manual unlock; the file keeps the holder's
+pid only to name it in the refusal.
+"""
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import re
@@ -15,12 +21,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 import numpy as np
 
+from autoft.errors import AutoftError
+
 __all__ = ["autoft_home", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "make_tmp_dir", "swap_dir", "recover_dir", "swap_in_flight", "clean_orphans"]
+           "make_tmp_dir", "swap_dir", "recover_dir", "swap_in_flight", "clean_orphans", "check_writable", "RunLock",
+           "LOCK_FILE"]
 
 
 def autoft_home() -> Path:
@@ -292,3 +302,54 @@ def clean_orphans(dest: str | Path) -> None:
     for old in _siblings(dest, "old"):
         if _owner_gone(old, "old", dest):
             _discard(old, dest)
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Refuse before writing: the nearest existing folder on the way to ``folder`` must be a writable folder."""
+    folder = Path(folder).expanduser().absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise AutoftError(f"{what} {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):  # EROFS shows here for root too
+        raise AutoftError(f"{what} {folder}: {existing} is not writable")
+
+
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """``with RunLock(run_dir, "--resume"):`` holds the run folder; a second holder is refused in one line."""
+
+    def __init__(self, run_dir: Path, what: str) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise AutoftError(f"{self.what}: cannot lock {self.path} ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "another process"
+            os.close(fd)
+            raise AutoftError(f"{self.what}: {self.path.parent} is in use by another autoft search "
+                              f"(pid {holder}); wait for it to end") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock; the file stays so a waiting process never races an unlink
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        if self._fd is None:
+            self.acquire()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()

@@ -191,7 +191,7 @@ def train(
     from autoft import train as run_train
     from autoft.config import load_config
     from autoft._fs import autoft_home
-    from autoft.run.folder import check_writable
+    from autoft._fs import check_writable
 
     cfg = load_config(config, list(set_ or []))
     check_writable(Path(cfg.train.checkpoint_dir), "train.checkpoint_dir")

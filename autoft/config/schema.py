@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import enum
 import dataclasses
 import difflib
 import math
@@ -13,7 +14,7 @@ from typing import Any, Callable
 
 import yaml
 
-from autoft.run.folder import check_run_name
+from autoft.config.rules import check_run_name
 from autoft.errors import ConfigError
 from autoft.config.space import INT64, MAX_GRID, CategoricalParam, FloatParam, IntParam, SearchSpace, quote
 
@@ -23,12 +24,67 @@ __all__ = [
     "demo_config_path", "parse_duration", "resolve_image_size", "first_config", "checked_trial",
 ]
 
-OPTIMIZERS = ("adam", "adamw", "momentum", "sgd", "rmsprop", "adagrad")
-STRATEGIES = ("default", "adamw_decay", "ulmfit", "l2sp")
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc", "gp")
-SCHEDULERS = ("asha", "median", "hyperband", "fifo", "pbt")
-FINAL_FITS = ("none", "train+val")
-DEVICES = ("auto", "cpu", "gpu")
+class Optimizer(str, enum.Enum):
+    ADAM = "adam"
+    ADAMW = "adamw"
+    MOMENTUM = "momentum"
+    SGD = "sgd"
+    RMSPROP = "rmsprop"
+    ADAGRAD = "adagrad"
+
+
+class StrategyName(str, enum.Enum):
+    """PaddleHub's fine-tune strategies; training.strategies implements each."""
+
+    DEFAULT = "default"
+    ADAMW_DECAY = "adamw_decay"
+    ULMFIT = "ulmfit"
+    L2SP = "l2sp"
+
+
+class Sampler(str, enum.Enum):
+    """Optuna samplers; search.samplers builds each."""
+
+    TPE = "tpe"
+    RANDOM = "random"
+    GRID = "grid"
+    CMAES = "cmaes"
+    QMC = "qmc"
+    GP = "gp"
+
+
+class Scheduler(str, enum.Enum):
+    """Ray Tune trial schedulers; search.schedulers builds each."""
+
+    ASHA = "asha"
+    MEDIAN = "median"
+    HYPERBAND = "hyperband"
+    FIFO = "fifo"
+    PBT = "pbt"
+
+
+class FinalFit(str, enum.Enum):
+    NONE = "none"
+    TRAIN_VAL = "train+val"
+
+
+class Device(str, enum.Enum):
+    AUTO = "auto"
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+def names(kind: type[enum.Enum]) -> tuple[str, ...]:
+    """The YAML spellings of an Enum, in declaration order (what validation accepts and messages list)."""
+    return tuple(member.value for member in kind)
+
+
+OPTIMIZERS = names(Optimizer)
+STRATEGIES = names(StrategyName)
+SAMPLERS = names(Sampler)
+SCHEDULERS = names(Scheduler)
+FINAL_FITS = names(FinalFit)
+DEVICES = names(Device)
 IMAGE_SIZES = (16, 1024)  # pixels per side: below, the backbones pool to nothing; above, one image fills a GPU
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".pdparams")  # what backbones.loading reads
 _SEEDS = 2**31  # numpy's RandomState takes < 2**32; search.seed + trials done and train.seed + k must fit too

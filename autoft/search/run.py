@@ -22,7 +22,8 @@ from autoft.errors import PADDLE_MISSING, AutoftError, ConfigError
 from autoft.run.leaderboard import Leaderboard, promote_best, write_leaderboard
 from autoft.run.records import TrialStatus, read_trials
 from autoft.observe.report import try_write_report
-from autoft.run.folder import LOCK_FILE, RunLock, check_run_name, check_writable
+from autoft._fs import LOCK_FILE, RunLock, check_writable
+from autoft.config.rules import check_run_name
 from autoft.search.trial import load_trial_data
 from autoft.search.tuner import (Progress, Recorder, budget_stopper, make_scheduler, make_searcher, ray_init,
                            run_tuner)
