@@ -12,7 +12,7 @@ import pytest
 paddle = pytest.importorskip("paddle")
 from paddle import nn  # noqa: E402
 
-from autoft import trainer  # noqa: E402
+from autoft.training import fit as trainer  # noqa: E402
 from autoft.backbones import create, registry  # noqa: E402
 from autoft.backbones.registry import Entry  # noqa: E402
 from autoft.run.bundle import load_bundle  # noqa: E402
