@@ -64,7 +64,8 @@ def main() -> None:
     from autoft.data.loader import _plan, open_source
     from autoft.data.source import SplitName
     from autoft.training.strategies import build_strategy
-    from autoft.training.fit import TrainLoop, _batches, _build_model, steps_per_epoch, train_one_epoch
+    from autoft.training.fit import build_model
+    from autoft.training.loop import TrainLoop, batches, steps_per_epoch, train_one_epoch
 
     rec = Recorder("preprocess_cache", Goal("cached / from-disk epoch seconds, epochs 2+", "<=", 0.2))
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(2) as pool:
@@ -81,7 +82,7 @@ def main() -> None:
         paddle.set_device("cpu")
         loops, epochs = {}, {"cache": 0, "disk": 0}
         for name, split in (("cache", cached.train), ("disk", disk_split)):
-            model = _build_model(cfg, 3)
+            model = build_model(cfg, 3)
             spe = steps_per_epoch(len(split), BATCH)
             data = ImageData(cached.class_names, split, cached.val, None, "bench", "photos")
             strategy = build_strategy(cfg.train, model, spe, 100)
@@ -101,7 +102,7 @@ def main() -> None:
             def run() -> float:
                 rng = np.random.default_rng(0)
                 s = time.perf_counter()
-                for idx in _batches(len(split), BATCH, rng):
+                for idx in batches(len(split), BATCH, rng):
                     normalize(augment(split.images[idx], rng), (127.5,) * 3, (64.0,) * 3)
                 return time.perf_counter() - s
             return run

@@ -20,7 +20,8 @@ def main() -> None:
     from autoft.config import config_from_dict
     from autoft.data import ImageData, Split, normalize
     from autoft.training.strategies import build_strategy
-    from autoft.training.fit import TrainLoop, _build_model, train_one_epoch
+    from autoft.training.fit import build_model
+    from autoft.training.loop import TrainLoop, train_one_epoch
 
     rec = Recorder("trainer_step", Goal("trainer / bare Paddle loop, images per second", ">=", 0.95))
     rng = np.random.default_rng(0)
@@ -33,11 +34,11 @@ def main() -> None:
     t = cfg.train
     paddle.set_device("cpu")
     paddle.seed(0)
-    model = _build_model(cfg, CLASSES)
+    model = build_model(cfg, CLASSES)
     loop = TrainLoop(cfg=t, model=model, net=model, strategy=build_strategy(t, model, STEPS, t.epochs), data=data,
                      mean=tuple(model.spec.mean), std=tuple(model.spec.std), steps_per_epoch=STEPS,
                      on_eval=lambda *a: None, log=lambda _m: None)
-    bare = _build_model(cfg, CLASSES)
+    bare = build_model(cfg, CLASSES)
     bare.set_state_dict(model.state_dict())
     opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=[p for p in bare.parameters() if not p.stop_gradient],
                                 weight_decay=paddle.regularizer.L2Decay(1e-4))

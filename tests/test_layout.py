@@ -86,9 +86,8 @@ def test_at_most_six_modules_sit_directly_in_the_package() -> None:
     assert len(flat) <= 6, flat
 
 
-# Still open in issue 16 (measured by these tests): the cycles backbones.registry/classifier/loading,
-# training.features/fit, search.pbt/trial/tuner, run.leaderboard/selection, serving.export/predict and
-# observe.report/search.run; plan/features importing fit's private helpers; run.selection importing ray.
+# Still open in issue 16 (measured by these tests): the cycles search.pbt/trial/tuner, run.leaderboard/selection
+# and observe.report/search.run; run.selection importing ray.
 PENDING = pytest.mark.xfail(strict=True, reason="issue 16: the rest of the re-layout (see the closing note)")
 
 
@@ -97,7 +96,6 @@ def test_no_import_cycles_even_through_imports_inside_functions() -> None:
     assert _cycles(_edges()) == []
 
 
-@PENDING
 def test_no_private_name_is_imported_from_another_module() -> None:
     private = [f"{m} <- {target}.{name}" for m in MODULES for target, name in _imports(m)
                if name and name.startswith("_") and not name.startswith("__") and target.startswith("autoft")

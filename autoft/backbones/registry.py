@@ -1,6 +1,7 @@
 """The backbone registry: a name -> (spec, builder, ImageNet weights source) dict filled by ``@register``.
 
 Importing this module, listing names and reading specs never imports paddle: the builders import it inside.
+Building a model from an entry is ``factory.create``'s job.
 """
 from __future__ import annotations
 
@@ -8,16 +9,13 @@ import difflib
 import fnmatch
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from autoft.errors import ConfigError
 
-if TYPE_CHECKING:
-    from autoft.backbones.classifier import Classifier
-
-__all__ = ["BackboneSpec", "Entry", "register", "list_backbones", "get_spec", "get_entry", "create"]
+__all__ = ["BackboneSpec", "Entry", "register", "list_backbones", "get_spec", "get_entry"]
 
 
 @dataclass(frozen=True)
@@ -89,20 +87,3 @@ def get_entry(name: str) -> Entry:
 def get_spec(name: str) -> BackboneSpec:
     """The spec of backbone ``name``; an unknown name raises ConfigError with the nearest valid name."""
     return get_entry(name).spec
-
-
-def create(name: str, num_classes: int, pretrained: str = "imagenet") -> Classifier:
-    """Build backbone ``name`` with a new ``num_classes`` head and load ``pretrained`` weights.
-
-    ``pretrained`` is "imagenet", "none" (random init) or a path to a .pdparams / .safetensors / .pth file or
-    a bundle folder.
-    """
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise ConfigError(f"num_classes must be a positive int, but got {num_classes!r}")
-    entry = get_entry(name)
-    from autoft.backbones.classifier import Classifier
-    from autoft.backbones.loading import load_pretrained
-
-    model = Classifier(entry.spec, entry.build(), num_classes, entry.dropout)
-    load_pretrained(model, pretrained)
-    return model

@@ -1,8 +1,8 @@
 """The decoded-image cache: uint8 .npy arrays per (source fingerprint, preprocessing), shared via memmap.
 
 Layout: <cache_dir>/<fingerprint>/{train,val,test}_{images,labels}.npy + meta.json. A cache entry is
-built in a temporary folder and renamed into place, so readers never see half an entry; when two
-processes race, the first rename wins and the loser uses the winner's entry.
+built in a temporary folder and swapped into place (``autoft._fs.swap_dir``), so readers never see half an
+entry; when two processes race, the first to publish wins and the loser uses the winner's entry.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from autoft.data.dataset import Split
 from autoft.data.source import RawSplit, Source, SplitName
 from autoft.errors import DataError
-from autoft._fs import autoft_home
+from autoft._fs import autoft_home, make_tmp_dir, recover_dir, swap_dir
 
 __all__ = ["PREPROCESS_VERSION", "MAX_UNREADABLE_FRACTION", "autoft_home", "default_cache_dir", "fingerprint",
            "load_or_build"]
@@ -50,13 +49,11 @@ def load_or_build(
 ) -> dict[SplitName, Split]:
     """Return the splits from the cache entry `key`, decoding `plan` into it first when it is missing."""
     entry = cache_dir / key
-    splits = _try_load(entry, key)
+    splits = _try_load(recover_dir(entry), key)
     if splits is not None:
         log.debug("data cache hit: %s", entry)
         return splits
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = make_tmp_dir(entry)
     try:
         _build(tmp, source, plan, key, image_size)
         _publish(tmp, entry, key)
@@ -88,20 +85,12 @@ def _try_load(entry: Path, key: str) -> dict[SplitName, Split] | None:
 
 
 def _publish(tmp: Path, entry: Path, key: str) -> None:
-    if entry.exists() and _try_load(entry, key) is None:
-        # A damaged or stale entry (e.g. an interrupted copy): move it aside, then replace it.
-        trash = entry.with_name(f".trash-{entry.name}-{uuid.uuid4().hex[:8]}")
-        try:
-            entry.rename(trash)
-        except OSError:
-            pass
-        shutil.rmtree(trash, ignore_errors=True)
-    try:
-        tmp.rename(entry)
-    except OSError:
-        if _try_load(entry, key) is None:  # not a concurrent process winning the race: a real error
-            raise
+    """Swap ``tmp`` in at ``entry`` (replacing a damaged or stale entry) unless another process published a good
+    one meanwhile: then the first one stays and this copy is dropped."""
+    if _try_load(entry, key) is not None:
         log.debug("data cache: another process wrote %s first; using it", entry)
+        return
+    swap_dir(tmp, entry)
 
 
 def _build(tmp: Path, source: Source, plan: Mapping[SplitName, RawSplit], key: str, image_size: int) -> None:

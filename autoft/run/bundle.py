@@ -264,14 +264,17 @@ def _has_files(path: Path) -> bool:
 
 def _find(path: Path) -> Path | None:
     """The bundle folder to read for ``path`` (recovered first if a crash mid-swap left it in `.NAME.old-*`), or
-    None. Where a swap has no atomic exchange ``path`` is missing for an instant: retried while one is in flight."""
-    for attempt in range(_READ_TRIES):
+    None. Where a swap has no atomic exchange ``path`` is missing for an instant: retried while one is in flight,
+    and once more after a look that saw none (a whole swap can fall between checking the files and the siblings)."""
+    quiet = 0  # looks in a row that saw no swap in flight: one may have begun and ended between two checks
+    for attempt in range(4 * _READ_TRIES):
         folder = recover_dir(path)
         if _has_files(folder):
             return folder
-        if not swap_in_flight(path):
+        quiet = 0 if swap_in_flight(path) else quiet + 1
+        if quiet >= 2:
             return None
-        time.sleep(0.001 * attempt)
+        time.sleep(0.001 * min(attempt, 10))
     return None
 
 

@@ -15,19 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from autoft.run.bundle import META_FILE
-from autoft.errors import BundleError, ConfigError
 from autoft._fs import atomic_write_json
+from autoft.errors import BundleError, ConfigError
+from autoft.run.bundle import META_FILE
+from autoft.serving.engine import INFERENCE_DIR, PREFIX, TOLERANCE, check_batch, jit_save, program_file
+from autoft.serving.predict import Predictor
 
-__all__ = ["export_bundle", "ExportResult", "FORMATS", "TOLERANCE", "INFERENCE_DIR", "PREFIX", "is_exported",
-           "jit_save", "program_file", "check_batch"]
+__all__ = ["export_bundle", "ExportResult", "FORMATS", "ONNX_FILE"]
 
 FORMATS = ("paddle", "onnx")
-TOLERANCE = 1e-4
-INFERENCE_DIR = "inference"
-PREFIX = "inference"
 ONNX_FILE = "model.onnx"
-_PROGRAM_SUFFIXES = (".json", ".pdmodel")
 
 
 @dataclass(frozen=True)
@@ -37,19 +34,11 @@ class ExportResult:
     max_abs_diff: float  # exported vs bundle logits on the check images
 
 
-def is_exported(folder: str | Path) -> bool:
-    """A Paddle inference export with its bundle.json (what ``export_bundle(..., "paddle")`` writes)."""
-    folder = Path(folder)
-    return (folder / META_FILE).is_file() and any((folder / f"{PREFIX}{s}").is_file() for s in _PROGRAM_SUFFIXES)
-
-
 def export_bundle(bundle: str | Path, fmt: str = "paddle", out: str | Path | None = None,
                   check_images: int = 4) -> ExportResult:
     """Export ``bundle`` as ``fmt`` into ``out``; raises BundleError when the export's outputs drift."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    from autoft.serving.predict import Predictor
-
     predictor = Predictor(bundle, device="cpu")
     bundle = Path(bundle)
     batch = check_batch(predictor.meta.image_size, check_images)
@@ -67,35 +56,6 @@ def export_bundle(bundle: str | Path, fmt: str = "paddle", out: str | Path | Non
         raise BundleError(f"export: the {fmt} model's logits differ from the bundle's by {diff:.2e} "
                           f"(> {TOLERANCE:g}); not trusted, see {dest}")
     return ExportResult(path=dest, files=files, max_abs_diff=diff)
-
-
-def check_batch(size: int, count: int) -> np.ndarray:
-    """Fixed pseudo-images (uint8 NHWC), the same on every run: smooth gradients plus noise."""
-    rng = np.random.default_rng(0)
-    ramp = np.linspace(0, 255, size, dtype=np.float32)
-    base = (ramp[None, :, None, None] + ramp[None, None, :, None]) / 2
-    noise = rng.normal(0, 40, size=(count, size, size, 3)).astype(np.float32)
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-def program_file(folder: Path) -> Path:
-    """inference.json (Paddle 3's PIR) or inference.pdmodel (older Paddle)."""
-    for suffix in _PROGRAM_SUFFIXES:
-        if (folder / f"{PREFIX}{suffix}").is_file():
-            return folder / f"{PREFIX}{suffix}"
-    raise BundleError(f"{folder}: no {PREFIX}.json or {PREFIX}.pdmodel (not a Paddle inference export)")
-
-
-def jit_save(predictor: Any, dest: Path) -> tuple[Path, ...]:
-    import paddle
-
-    size = predictor.meta.image_size
-    dest.mkdir(parents=True, exist_ok=True)
-    predictor.model.eval()
-    spec = paddle.static.InputSpec([None, 3, size, size], "float32", name="image")
-    paddle.jit.save(predictor.model, str(dest / PREFIX), input_spec=[spec])
-    atomic_write_json(dest / META_FILE, predictor.meta.to_json())  # the meta of these weights, not a re-read
-    return tuple(sorted(p for p in dest.iterdir() if p.name.startswith(PREFIX) or p.name == META_FILE))
 
 
 def _run_paddle(dest: Path, x: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 from autoft.run.bundle import META_FILE, WEIGHTS_FILE, Bundle, BundleMeta, BundleReplaced, check_weights_fit, is_bundle, \
     load_bundle
 from autoft.errors import BundleError, DataError
+from autoft.serving.engine import INFERENCE_DIR, TOLERANCE, InferenceRunner, cached_export, check_batch, is_exported
 
 log = logging.getLogger("autoft.serving.predict")
 
@@ -93,17 +94,15 @@ class Predictor:
 
     def __init__(self, bundle: str | Path, *, batch_size: int = 32, device: str = "auto",
                  threads: int | None = None) -> None:
-        from autoft.serving.export import is_exported
-
         self.bundle_dir = _resolve_bundle(Path(bundle))
         self.crop_ratio = 1.0
         self.batch_size = batch_size
-        self.fast: _InferenceRunner | None = None
+        self.fast: InferenceRunner | None = None
         threads = threads or os.cpu_count() or 1
         if is_exported(self.bundle_dir) and not is_bundle(self.bundle_dir):  # `autoft export` output
             self.meta = _read_meta(self.bundle_dir)
             self.model = None
-            self.fast = _InferenceRunner(self.bundle_dir, threads, _select_device(device) == "gpu")
+            self.fast = InferenceRunner(self.bundle_dir, threads, _select_device(device) == "gpu")
             return
         loaded, weights = _read_bundle(self.bundle_dir)  # before paddle loads: a broken bundle fails in no time
         self.bundle_dir = loaded.path
@@ -113,16 +112,14 @@ class Predictor:
         self.model = self._build(weights)
         self.fast = self._fast_runner(threads, gpu)
 
-    def _fast_runner(self, threads: int, gpu: bool) -> _InferenceRunner | None:
+    def _fast_runner(self, threads: int, gpu: bool) -> InferenceRunner | None:
         """paddle.inference over a static export of the bundle: the bundle's own `autoft export` output, else one
         made once and cached by the weights' hash. Any failure keeps the (slower) dynamic-graph model."""
-        from autoft.serving.export import INFERENCE_DIR, TOLERANCE, check_batch, is_exported
-
         try:
             folder = self.bundle_dir / INFERENCE_DIR
             if not is_exported(folder):
-                folder = _cached_export(self)
-            runner = _InferenceRunner(folder, threads, gpu)
+                folder = cached_export(self)
+            runner = InferenceRunner(folder, threads, gpu)
             batch = check_batch(self.meta.image_size, 2)
             drift = float(np.max(np.abs(runner(self.normalize(batch)) - self.reference_logits(batch))))
             if not drift <= 10 * TOLERANCE:
@@ -253,57 +250,6 @@ def _read_meta(folder: Path) -> BundleMeta:
     if not isinstance(raw, dict):
         raise BundleError(f"{file}: must hold a JSON object, got {type(raw).__name__}")
     return BundleMeta.from_json(raw, str(file))
-
-
-class _InferenceRunner:
-    """paddle.inference on a jit export: the optimised static graph (several times the dynamic graph's speed)."""
-
-    def __init__(self, folder: Path, threads: int, gpu: bool) -> None:
-        from paddle import inference
-
-        from autoft.serving.export import PREFIX, program_file
-
-        config = inference.Config(str(program_file(folder)), str(folder / f"{PREFIX}.pdiparams"))
-        if gpu:
-            config.enable_use_gpu(256, 0)
-        else:
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(threads)
-        config.disable_glog_info()
-        self.predictor = inference.create_predictor(config)
-        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.input.reshape(list(x.shape))
-        self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
-        self.predictor.run()
-        return self.output.copy_to_cpu()
-
-
-def _cached_export(predictor: Predictor) -> Path:
-    """<AUTOFT_HOME>/cache/inference/<hash of the weights + image size>/, exported once (atomically)."""
-    import hashlib
-    import shutil
-
-    from autoft.serving.export import jit_save
-    from autoft._fs import autoft_home, clean_orphans, make_tmp_dir
-
-    key = f"{predictor.weights_digest}:{predictor.meta.backbone}:{predictor.meta.image_size}"
-    folder = autoft_home() / "cache" / "inference" / hashlib.sha256(key.encode()).hexdigest()[:24]
-    if (folder / META_FILE).is_file():
-        return folder
-    tmp = make_tmp_dir(folder)
-    try:
-        jit_save(predictor, tmp)
-        os.rename(tmp, folder)
-    except OSError:
-        if not (folder / META_FILE).is_file():  # another process published it first: use theirs
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    clean_orphans(folder)  # the tmp folders of exports killed midway
-    return folder
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,16 +1,15 @@
 """Resumable training checkpoints: model + optimizer (+ strategy extras) as safetensors, the rest as JSON.
 
 A checkpoint is a folder ``epoch_<k>/`` holding ``model.safetensors``, ``optimizer.safetensors`` and
-``state.json``; it is written into a temp folder and renamed into place, so a reader sees all of it or nothing.
+``state.json``; it is written into a temp folder and swapped into place (``autoft._fs.swap_dir``), so a reader
+sees all of it or nothing.
 No pickle: optimizer accumulators are keyed by the model's structured parameter names (``backbone.0.weight``)
 rather than paddle's process-global names (``conv2d_3.w_0``), so a checkpoint loads in another process.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from autoft._fs import atomic_write_json
+from autoft._fs import atomic_write_json, make_tmp_dir, recover_dir, swap_dir
 from autoft.errors import TrialError
 from autoft.training.strategies import Strategy
 
@@ -79,27 +78,22 @@ def save_checkpoint(path: str | Path, model: nn.Layer, strategy: Strategy, state
     from safetensors.numpy import save_file
 
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     arrays, scalars = _optimizer_arrays(model, strategy)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    tmp = make_tmp_dir(dest)
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in model_weights(model).items()}, str(tmp / MODEL_FILE))
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / OPTIMIZER_FILE))
         atomic_write_json(tmp / STATE_FILE, {**state, "optimizer": scalars, "global_step": strategy.global_step})
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.rename(tmp, dest)
-    except BaseException:
+        return swap_dir(tmp, dest)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
 
 
 def load_checkpoint(path: str | Path, model: nn.Layer, strategy: Strategy) -> dict[str, Any]:
     """Load a ``save_checkpoint`` folder into ``model`` and ``strategy``; returns the saved ``state``."""
     from safetensors.numpy import load_file
 
-    path = Path(path)
+    path = recover_dir(Path(path))
     files = [path / MODEL_FILE, path / OPTIMIZER_FILE, path / STATE_FILE]
     missing = [f.name for f in files if not f.is_file()]
     if missing:

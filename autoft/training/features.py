@@ -8,44 +8,41 @@ data memory-maps them and trains only the head, in seconds. Feature-cached head 
 cache off and trains on augmented images through the frozen backbone instead.
 
 Layout: ``<AUTOFT_HOME>/cache/features/<key>/{train,val}_features.npy + meta.json``. An entry is written in a
-temporary folder and renamed into place (readers never see half of one); a lock file makes trials that start
-together wait for the first one's computation instead of repeating it.
+temporary folder and swapped into place (``autoft._fs.swap_dir``: readers never see half of one); a lock file
+makes trials that start together wait for the first one's computation instead of repeating it.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from autoft._fs import autoft_home, make_tmp_dir, recover_dir, swap_dir
 from autoft.data import ImageData, normalize
-from autoft._fs import autoft_home
 from autoft.errors import TrialError
+from autoft.training.loop import TrainLoop, batches, evaluate_arrays, train_one_epoch
 
-if TYPE_CHECKING:
-    from autoft.training.fit import TrainLoop
-
-__all__ = ["FEATURES_VERSION", "CachedFeatures", "enabled", "features_dir", "weights_digest", "feature_key",
-           "load_or_compute", "head_only_training"]
+__all__ = ["FEATURES_VERSION", "CachedFeatures", "FeatureBatches", "enabled", "features_dir", "weights_digest",
+           "feature_key", "load_or_compute", "head_only_training", "head_loss"]
 
 FEATURES_VERSION = 1
 _META = "meta.json"
 _SPLITS = ("train", "val")
 
-EpochFn = Callable[["TrainLoop", int], dict[str, float]]
+EpochFn = Callable[[TrainLoop, int], dict[str, float]]
 Scorer = Callable[[], dict[str, float]]
 
 
@@ -93,7 +90,7 @@ def load_or_compute(model: nn.Layer, data: ImageData, *, batch_size: int = 64, c
     key = feature_key(model.spec.name, weights_digest(model.backbone), data.image_size, data.fingerprint)
     root = Path(cache_dir) if cache_dir is not None else features_dir()
     entry = root / key
-    found = _try_load(entry, key, data)
+    found = _try_load(recover_dir(entry), key, data)
     if found is not None:
         log(f"feature cache: reusing {entry}")
         return CachedFeatures(key, *found, computed=False)
@@ -138,8 +135,7 @@ def _try_load(entry: Path, key: str, data: ImageData) -> tuple[np.ndarray, np.nd
 
 @paddle.no_grad()
 def _compute(model: nn.Layer, data: ImageData, entry: Path, key: str, batch_size: int) -> None:
-    tmp = entry.with_name(f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
+    tmp = make_tmp_dir(entry)
     try:
         model.backbone.eval()
         mean, std = tuple(model.spec.mean), tuple(model.spec.std)
@@ -156,80 +152,40 @@ def _compute(model: nn.Layer, data: ImageData, entry: Path, key: str, batch_size
                 "image_size": data.image_size, "data_fingerprint": data.fingerprint,
                 "counts": {"train": len(data.train), "val": len(data.val)}, "dim": model.spec.feature_dim}
         (tmp / _META).write_text(json.dumps(meta, indent=1))
-        _publish(tmp, entry)
+        swap_dir(tmp, entry)  # an entry already there is damaged or stale: the caller found it unreadable
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _publish(tmp: Path, entry: Path) -> None:
-    if entry.exists():  # damaged or stale (the caller found it unreadable): move it aside first
-        trash = entry.with_name(f".trash-{entry.name}-{uuid.uuid4().hex[:8]}")
-        with contextlib.suppress(OSError):
-            entry.rename(trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    tmp.rename(entry)
+@dataclass(frozen=True, eq=False)
+class FeatureBatches:
+    """The loop's ``Batches`` over cached features: the same shuffled steps as the images would take."""
+
+    feats: np.ndarray
+    labels: np.ndarray
+
+    def __call__(self, loop: TrainLoop, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rng = np.random.default_rng([loop.cfg.seed, epoch])
+        for idx in batches(len(self.labels), loop.cfg.batch_size, rng):
+            idx = idx[loop.rank::loop.world]
+            yield self.feats[idx], self.labels[idx]
+
+
+def head_loss(loop: TrainLoop, feats: np.ndarray, labels: np.ndarray) -> paddle.Tensor:
+    """The loop's ``DataLoss`` on features: cross-entropy of the head alone."""
+    logits = loop.model.head(paddle.to_tensor(np.ascontiguousarray(feats)))
+    return F.cross_entropy(logits, paddle.to_tensor(labels))
 
 
 def head_only_training(loop: TrainLoop, log: Callable[[str], None]) -> tuple[EpochFn, Scorer]:
-    """(train one epoch, evaluate) for ``trainer.fit`` that run only the head, on cached features.
+    """(train one epoch, evaluate) for ``fit`` that run only the head, on cached features.
 
-    The batch order, the lr schedule, the penalty and the NaN checks are the trainer's; only the backbone pass is
+    The batch order, the lr schedule, the penalty and the NaN checks are the loop's; only the backbone pass is
     replaced by a lookup, so with ``augment: false`` the result matches training through the frozen backbone.
     """
     feats = load_or_compute(loop.model, loop.data, batch_size=max(64, loop.cfg.batch_size * 2), log=log)
-    train_labels, val = loop.data.train.labels, loop.data.val
-
-    def epoch_fn(lp: TrainLoop, epoch: int) -> dict[str, float]:
-        return _train_head_epoch(lp, epoch, feats.train, train_labels)
-
-    def scorer() -> dict[str, float]:
-        return _evaluate_head(loop.model.head, feats.val, val.labels, loop.cfg.batch_size * 2)
-
+    epoch_fn = functools.partial(train_one_epoch, inputs=FeatureBatches(feats.train, loop.data.train.labels),
+                                 data_loss=head_loss)
+    scorer = functools.partial(evaluate_arrays, loop.model.head, feats.val, loop.data.val.labels,
+                               loop.cfg.batch_size * 2)
     return epoch_fn, scorer
-
-
-def _train_head_epoch(loop: TrainLoop, epoch: int, feats: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """``trainer.train_one_epoch`` with features for images: same shuffling, logging and step evaluations."""
-    from autoft.training.fit import _batches, _maybe_log, _set_train_mode
-
-    cfg = loop.cfg
-    rng = np.random.default_rng([cfg.seed, epoch])
-    paddle.seed(cfg.seed * 100_003 + epoch)
-    loop.strategy.on_epoch_start(epoch)
-    _set_train_mode(loop.model, True)
-    total, count = 0.0, 0
-    for idx in _batches(len(labels), cfg.batch_size, rng):
-        idx = idx[loop.rank::loop.world]
-        value = _head_step(loop, feats[idx], labels[idx], epoch)
-        total, count = total + value, count + 1
-        loop.loss_sum, loop.loss_count = loop.loss_sum + value, loop.loss_count + 1
-        _maybe_log(loop, epoch, value)
-        if isinstance(cfg.eval_interval, int) and loop.step % cfg.eval_interval == 0:
-            loop.on_eval(loop, epoch, loop.step / loop.steps_per_epoch)
-            _set_train_mode(loop.model, True)
-    return {"train_loss": total / max(count, 1)}
-
-
-def _head_step(loop: TrainLoop, feats: np.ndarray, labels: np.ndarray, epoch: int) -> float:
-    """``trainer.train_step`` on features: head forward and penalty, then the trainer's checks and step."""
-    from autoft.training.fit import optimise
-
-    data_loss = F.cross_entropy(loop.model.head(paddle.to_tensor(np.ascontiguousarray(feats))),
-                                paddle.to_tensor(labels))
-    penalty = loop.strategy.penalty(loop.model)
-    return optimise(loop, data_loss, data_loss if penalty is None else data_loss + penalty, epoch)
-
-
-@paddle.no_grad()
-def _evaluate_head(head: nn.Layer, feats: np.ndarray, labels: np.ndarray, batch_size: int) -> dict[str, Any]:
-    """``trainer.evaluate`` on features → {"val_loss", "val_acc"}."""
-    head.eval()
-    loss_sum = paddle.zeros([], dtype="float32")
-    correct = paddle.zeros([], dtype="int64")
-    for start in range(0, len(labels), batch_size):
-        logits = head(paddle.to_tensor(np.ascontiguousarray(feats[start:start + batch_size])))
-        y = paddle.to_tensor(labels[start:start + batch_size])
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(axis=1) == y).astype("int64").sum()
-    loss, right = paddle.stack([loss_sum, correct.astype("float32")]).numpy()
-    return {"val_loss": float(loss) / len(labels), "val_acc": float(right) / len(labels)}

@@ -1,7 +1,7 @@
 """One fine-tune: ``fit(cfg, data)`` trains a backbone + new head and keeps the best evaluation as a bundle.
 
-Small pieces, each returning a metric dict (timm style): ``train_one_epoch``, ``evaluate``; ``fit`` wires them
-to the strategy, the report callback, bundles and checkpoints. No ray import: ``search`` wraps ``fit``.
+``fit`` wires the epoch loop and evaluation (``training.loop``) to the strategy, the report callback, bundles
+and checkpoints. No ray import: ``search`` wraps ``fit``.
 """
 from __future__ import annotations
 
@@ -10,28 +10,27 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import paddle
-import paddle.nn.functional as F
 from paddle import nn
 
-from autoft.run.bundle import BundleMeta, is_bundle, load_bundle, save_bundle
-from autoft.training.checkpoint import checkpoint_path, load_checkpoint, model_weights, save_checkpoint
+from autoft.backbones.factory import create
 from autoft.config import RunConfig, TrainConfig
-from autoft.data import ImageData, Split, augment, normalize
-from autoft.errors import DataError, TrialError
+from autoft.data import ImageData
+from autoft.errors import TrialError
+from autoft.run.bundle import BundleMeta, is_bundle, load_bundle, save_bundle
+from autoft.training import features
+from autoft.training.checkpoint import checkpoint_path, load_checkpoint, model_weights, save_checkpoint
+from autoft.training.loop import Log, TrainLoop, evaluate, steps_per_epoch, train_one_epoch
 from autoft.training.strategies import Strategy, build_strategy
 
-__all__ = ["TrialResult", "TrainLoop", "fit", "train", "train_one_epoch", "train_step", "evaluate", "select_device",
-           "steps_per_epoch", "optimise"]
+__all__ = ["TrialResult", "build_model", "fit", "train", "select_device"]
 
 Report = Callable[[dict[str, Any]], None]
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -60,165 +59,6 @@ def select_device(requested: str) -> str:
     return "gpu" if has_gpu and requested != "cpu" else "cpu"
 
 
-def steps_per_epoch(num_train: int, batch_size: int) -> int:
-    """Full batches only (constant shapes, no 1-sample BatchNorm batch); a set smaller than a batch is one batch."""
-    return max(1, num_train // batch_size)
-
-
-def _batches(num: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    order = rng.permutation(num)
-    for i in range(steps_per_epoch(num, batch_size)):
-        # sorted: a memmap reads faster in file order, and the batch order inside a step does not matter
-        yield np.sort(order[i * batch_size:(i + 1) * batch_size])
-
-
-def _set_train_mode(model: nn.Layer, freeze_backbone: bool) -> None:
-    model.train()
-    if freeze_backbone:
-        model.backbone.eval()  # BatchNorm statistics of a frozen backbone stay the pretrained ones
-
-
-@dataclass
-class TrainLoop:
-    """What a training step needs (built by ``fit``; benchmarks may build one); the step and loss counters live
-    here rather than in closures."""
-
-    cfg: TrainConfig
-    model: nn.Layer
-    net: nn.Layer  # model, or its DataParallel wrapper
-    strategy: Strategy
-    data: ImageData
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    steps_per_epoch: int
-    on_eval: Callable[[TrainLoop, int, float], None]
-    log: Log
-    scaler: Any = None
-    rank: int = 0
-    world: int = 1
-    step: int = 0
-    loss_sum: float = 0.0  # since the last evaluation
-    loss_count: int = 0
-    log_sum: float = 0.0  # since the last log line
-    log_count: int = 0
-    log_time: float = field(default_factory=time.perf_counter)
-
-    def take_train_loss(self) -> float:
-        """Mean training loss since the previous call (the previous evaluation); resets the running sum."""
-        mean = self.loss_sum / self.loss_count if self.loss_count else float("nan")
-        self.loss_sum, self.loss_count = 0.0, 0
-        return mean
-
-
-def _forward_loss(loop: TrainLoop, images: np.ndarray, labels: np.ndarray) -> tuple[paddle.Tensor, paddle.Tensor]:
-    x = paddle.to_tensor(normalize(images, loop.mean, loop.std))
-    y = paddle.to_tensor(labels)
-    if loop.scaler is None:
-        data_loss = F.cross_entropy(loop.net(x), y)
-    else:
-        with paddle.amp.auto_cast():
-            data_loss = F.cross_entropy(loop.net(x), y)
-    penalty = loop.strategy.penalty(loop.model)
-    return data_loss, data_loss if penalty is None else data_loss + penalty
-
-
-def train_step(loop: TrainLoop, images: np.ndarray, labels: np.ndarray, epoch: int) -> float:
-    """One optimisation step; returns the data loss. NaN/inf (data loss or penalty) raises TrialError at once."""
-    return optimise(loop, *_forward_loss(loop, images, labels), epoch)
-
-
-def optimise(loop: TrainLoop, data_loss: paddle.Tensor, loss: paddle.Tensor, epoch: int) -> float:
-    """Check the loss (NaN/inf raises TrialError), backward, optimiser step; returns the data loss's value."""
-    if loss is data_loss:
-        value = total = float(loss)
-    else:
-        value, total = (float(v) for v in paddle.stack([data_loss, loss]).numpy())
-    if not math.isfinite(total):
-        raise TrialError(f"loss became {total} at epoch {epoch}, step {loop.step + 1}")
-    (loss if loop.scaler is None else loop.scaler.scale(loss)).backward()
-    loop.strategy.step(loop.scaler)
-    loop.step += 1
-    return value
-
-
-def _maybe_log(loop: TrainLoop, epoch: int, value: float) -> None:
-    loop.log_sum += value
-    loop.log_count += 1
-    if loop.step % loop.cfg.log_interval:
-        return
-    now = time.perf_counter()
-    speed = loop.log_count * loop.cfg.batch_size / max(now - loop.log_time, 1e-9)
-    loop.log(f"epoch {epoch} step {loop.step} loss {loop.log_sum / loop.log_count:.4f} "
-             f"lr {loop.strategy.lr:.3g} {speed:.1f} img/s")
-    loop.log_sum, loop.log_count, loop.log_time = 0.0, 0, now
-
-
-def _prepared_batches(loop: TrainLoop, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(images, labels) per step, in order. Each batch augments with its own generator (seed, epoch, batch), so
-    ``num_workers`` > 0 threads can prepare the next batches while Paddle trains, with the same result."""
-    cfg, split = loop.cfg, loop.data.train
-    order = _batches(len(split), cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
-
-    def prepare(i: int, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        idx = idx[loop.rank::loop.world]
-        images = split.images[idx]
-        if cfg.augment:
-            images = augment(images, np.random.default_rng([cfg.seed, epoch, i]))
-        return images, split.labels[idx]
-
-    if cfg.num_workers == 0:
-        yield from (prepare(i, idx) for i, idx in enumerate(order))
-        return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(cfg.num_workers, thread_name_prefix="autoft-batches") as pool:
-        ahead: deque = deque()
-        for i, idx in enumerate(order):
-            ahead.append(pool.submit(prepare, i, idx))
-            if len(ahead) > cfg.num_workers:
-                yield ahead.popleft().result()
-        while ahead:
-            yield ahead.popleft().result()
-
-
-def train_one_epoch(loop: TrainLoop, epoch: int) -> dict[str, float]:
-    """Shuffle, (augment,) train one epoch; calls ``loop.on_eval`` at step-based evaluations. → {"train_loss"}."""
-    cfg = loop.cfg
-    paddle.seed(cfg.seed * 100_003 + epoch)  # per epoch: a restored run continues as an unbroken one
-    loop.strategy.on_epoch_start(epoch)
-    _set_train_mode(loop.model, cfg.freeze_backbone)
-    total, count = 0.0, 0
-    for images, labels in _prepared_batches(loop, epoch):
-        value = train_step(loop, images, labels, epoch)
-        total, count = total + value, count + 1
-        loop.loss_sum, loop.loss_count = loop.loss_sum + value, loop.loss_count + 1
-        _maybe_log(loop, epoch, value)
-        if isinstance(cfg.eval_interval, int) and loop.step % cfg.eval_interval == 0:
-            loop.on_eval(loop, epoch, loop.step / loop.steps_per_epoch)
-            _set_train_mode(loop.model, cfg.freeze_backbone)
-    return {"train_loss": total / max(count, 1)}
-
-
-@paddle.no_grad()
-def evaluate(model: nn.Layer, split: Split, mean: tuple[float, float, float], std: tuple[float, float, float],
-             batch_size: int) -> dict[str, float]:
-    """Mean cross-entropy and accuracy over ``split`` in eval mode → {"val_loss", "val_acc"}; one host sync."""
-    if len(split) == 0:
-        raise DataError("the validation split is empty; set data.val_split > 0 or give a validation list")
-    model.eval()
-    loss_sum = paddle.zeros([], dtype="float32")
-    correct = paddle.zeros([], dtype="int64")
-    for start in range(0, len(split), batch_size):
-        x = paddle.to_tensor(normalize(split.images[start:start + batch_size], mean, std))
-        y = paddle.to_tensor(split.labels[start:start + batch_size])
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(axis=1) == y).astype("int64").sum()
-    loss, right = paddle.stack([loss_sum, correct.astype("float32")]).numpy()
-    return {"val_loss": float(loss) / len(split), "val_acc": float(right) / len(split)}
-
-
 def _better(metrics: dict[str, Any], best: dict[str, Any] | None) -> bool:
     """Higher val_acc wins; at equal val_acc, lower val_loss."""
     if best is None:
@@ -230,9 +70,9 @@ def _hparams(cfg: RunConfig) -> dict[str, Any]:
     return {**dataclasses.asdict(cfg.model), **dataclasses.asdict(cfg.train)}
 
 
-def _build_model(cfg: RunConfig, num_classes: int) -> nn.Layer:
-    from autoft.backbones import create
-
+def build_model(cfg: RunConfig, num_classes: int) -> nn.Layer:
+    """``cfg.model``'s backbone with a new ``num_classes`` head and its pretrained weights, with ``train.dropout``
+    in the head and, for ``train.freeze_backbone``, a backbone that never trains."""
     model = create(cfg.model.backbone, num_classes, cfg.model.pretrained)
     if cfg.train.dropout is not None:
         for layer in model.head.sublayers(include_self=True):
@@ -318,24 +158,22 @@ def fit(cfg: RunConfig, data: ImageData, *, bundle_dir: Path | None = None, repo
     device = select_device(t.device)
     paddle.set_device(device)
     paddle.seed(t.seed)
-    model = _build_model(cfg, data.num_classes)
+    model = build_model(cfg, data.num_classes)
     spe = steps_per_epoch(len(data.train), t.batch_size)
     strategy = build_strategy(t, model, spe, t.epochs)
     net, rank, world = _parallel(model, t, device)
     bundle_dir = Path(bundle_dir) if bundle_dir is not None else None
     keeper = _Keeper(cfg, data, model, bundle_dir, report, start, rank)
     loop = TrainLoop(cfg=t, model=model, net=net, strategy=strategy, data=data, mean=tuple(model.spec.mean),
-                 std=tuple(model.spec.std), steps_per_epoch=spe, on_eval=keeper, log=log or (lambda _msg: None),
-                 scaler=_scaler(t, device), rank=rank, world=world)
+                     std=tuple(model.spec.std), steps_per_epoch=spe, on_eval=keeper,
+                     log=log or (lambda _msg: None), scaler=_scaler(t, device), rank=rank, world=world)
     epoch = 0
     if restore is not None:
         epoch, loop.step = _restore(Path(restore), model, strategy, keeper)
     run_epoch = train_one_epoch
-    if t.freeze_backbone and world == 1:
-        from autoft.training import features  # head-only: train on cached backbone features (non-augmented images)
-
-        if features.enabled():
-            run_epoch, keeper.score = features.head_only_training(loop, loop.log)
+    if t.freeze_backbone and world == 1 and features.enabled():
+        # head-only: train on cached backbone features (non-augmented images)
+        run_epoch, keeper.score = features.head_only_training(loop, loop.log)
     for epoch in range(epoch + 1, t.epochs + 1):
         run_epoch(loop, epoch)
         # saved before the evaluation reports, so a report (pbt's tune.report) can hand this epoch's checkpoint on

@@ -50,15 +50,16 @@ def make_plan(cfg: RunConfig) -> Plan:
 
     from autoft.data.check import check_for_config
     from autoft.data import load_for_config
+    from autoft.training.fit import build_model
+    from autoft.training.loop import TrainLoop, evaluate, steps_per_epoch, train_step
     from autoft.training.strategies import build_strategy
-    from autoft.training.fit import TrainLoop, _build_model, evaluate, steps_per_epoch, train_step
 
     report = check_for_config(cfg)
     report.raise_for_errors()
     first = first_config(cfg)
     data = load_for_config(first)
     paddle.set_device("cpu" if not paddle.is_compiled_with_cuda() else "gpu")
-    model = _build_model(first, data.num_classes)
+    model = build_model(first, data.num_classes)
     t = first.train
     spe = steps_per_epoch(len(data.train), t.batch_size)
     loop = TrainLoop(cfg=t, model=model, net=model, strategy=build_strategy(t, model, spe, t.epochs), data=data,

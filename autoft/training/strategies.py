@@ -16,16 +16,17 @@ are parameters with ``stop_gradient`` in paddle, so they are never optimised eit
 from __future__ import annotations
 
 import abc
-
+import enum
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import paddle
 from paddle import nn
 
 from autoft.config import TrainConfig
+from autoft.config.schema import Optimizer, StrategyName
 
 __all__ = ["Strategy", "DefaultStrategy", "AdamWDecayStrategy", "ULMFiTStrategy", "L2SPStrategy", "STRATEGIES",
            "OPTIMIZERS", "build_strategy", "build_optimizer", "warmup_linear_decay", "slanted_triangular",
@@ -33,48 +34,69 @@ __all__ = ["Strategy", "DefaultStrategy", "AdamWDecayStrategy", "ULMFiTStrategy"
 
 _NORM_LAYERS = (nn.BatchNorm, nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.SyncBatchNorm, nn.LayerNorm,
                 nn.GroupNorm, nn.InstanceNorm1D, nn.InstanceNorm2D, nn.InstanceNorm3D)
+E = TypeVar("E", bound=enum.Enum)
+
 
 def _l2(coeff: float) -> Any:
     return paddle.regularizer.L2Decay(coeff) if coeff > 0 else None
 
 
+OptimizerBuilder = Callable[[Any, list[dict], float, TrainConfig], paddle.optimizer.Optimizer]
 # Each builder: (learning rate or scheduler, param groups, weight decay coefficient, train cfg) → optimizer.
 # Groups carry their own 'weight_decay' / 'learning_rate' multiplier where a strategy needs it.
+OPTIMIZERS: dict[Optimizer, OptimizerBuilder] = {}
+
+
+def _optimizer(name: Optimizer) -> Callable[[OptimizerBuilder], OptimizerBuilder]:
+    def register(build: OptimizerBuilder) -> OptimizerBuilder:
+        OPTIMIZERS[name] = build
+        return build
+
+    return register
+
+
+@_optimizer(Optimizer.ADAM)
 def _adam(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
     return paddle.optimizer.Adam(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))
 
 
+@_optimizer(Optimizer.ADAMW)
 def _adamw(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
     return paddle.optimizer.AdamW(learning_rate=lr, parameters=groups, weight_decay=wd)
 
 
+@_optimizer(Optimizer.MOMENTUM)
 def _momentum(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
     return paddle.optimizer.Momentum(learning_rate=lr, momentum=cfg.momentum, parameters=groups, weight_decay=_l2(wd))
 
 
+@_optimizer(Optimizer.SGD)
 def _sgd(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
     return paddle.optimizer.SGD(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))
 
 
+@_optimizer(Optimizer.RMSPROP)
 def _rmsprop(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
     return paddle.optimizer.RMSProp(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))
 
 
+@_optimizer(Optimizer.ADAGRAD)
 def _adagrad(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
     return paddle.optimizer.Adagrad(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))
 
 
-OPTIMIZERS: dict[str, Callable[..., paddle.optimizer.Optimizer]] = {
-    "adam": _adam, "adamw": _adamw, "momentum": _momentum, "sgd": _sgd, "rmsprop": _rmsprop, "adagrad": _adagrad,
-}
+def _member(kind: type[E], value: str | E, unknown: str) -> E:
+    """The Enum member spelt ``value`` (a member or its YAML string); an unknown one lists the valid values."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{unknown} {value!r}; valid: {', '.join(m.value for m in kind)}") from None
 
 
-def build_optimizer(name: str, lr: Any, groups: list[dict], weight_decay: float,
+def build_optimizer(name: str | Optimizer, lr: Any, groups: list[dict], weight_decay: float,
                     cfg: TrainConfig) -> paddle.optimizer.Optimizer:
     """A paddle optimizer by name over ``groups`` (dicts with 'params' and optional per-group options)."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer: unknown name {name!r}; valid: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](lr, groups, weight_decay, cfg)
+    return OPTIMIZERS[_member(Optimizer, name, "optimizer: unknown name")](lr, groups, weight_decay, cfg)
 
 
 def warmup_linear_decay(step: int, total: int, warmup: int, max_lr: float) -> float:
@@ -130,7 +152,7 @@ class Strategy(abc.ABC):
     """Owns ``optimizer`` and the lr schedule; the trainer calls, per epoch, ``on_epoch_start(epoch)`` and, per
     batch, ``loss + penalty(model)``, ``backward()``, ``step()``."""
 
-    name: ClassVar[str]
+    name: ClassVar[StrategyName]
 
     def __init__(self, cfg: TrainConfig, model: nn.Layer, steps_per_epoch: int, total_epochs: int) -> None:
         if steps_per_epoch < 1 or total_epochs < 1:
@@ -197,7 +219,7 @@ class Strategy(abc.ABC):
 class DefaultStrategy(Strategy):
     """PaddleHub's DefaultFinetuneStrategy: constant lr, L2 decay ``regularization_coeff`` on every parameter."""
 
-    name = "default"
+    name = StrategyName.DEFAULT
 
     def _build(self, model: nn.Layer) -> paddle.optimizer.Optimizer:
         groups = [{"params": _trainable(model.parameters())}]
@@ -212,7 +234,7 @@ class AdamWDecayStrategy(Strategy):
     lr * (total - t) / (total - warmup). With warmup 0 the first step runs at the full lr.
     """
 
-    name = "adamw_decay"
+    name = StrategyName.ADAMW_DECAY
 
     def _build(self, model: nn.Layer) -> paddle.optimizer.Optimizer:
         self.warmup_steps = math.floor(self.total_steps * self.cfg.warmup_proportion)
@@ -238,7 +260,7 @@ class ULMFiTStrategy(Strategy):
       BatchNorm statistics still follow the data, as in ULMFiT.
     """
 
-    name = "ulmfit"
+    name = StrategyName.ULMFIT
 
     def _build(self, model: nn.Layer) -> paddle.optimizer.Optimizer:
         trainable = _trainable(model.parameters())
@@ -278,7 +300,7 @@ class L2SPStrategy(Strategy):
     The pretrained copy is taken when the strategy is built.
     """
 
-    name = "l2sp"
+    name = StrategyName.L2SP
 
     def _build(self, model: nn.Layer) -> paddle.optimizer.Optimizer:
         backbone = _trainable(model.backbone.parameters())
@@ -289,7 +311,7 @@ class L2SPStrategy(Strategy):
         # The optimizer-wide decay is 0 (a parameter without its own regularizer would fall back to it); only
         # the head group carries one: AdamW takes a float (decoupled), the others an L2Decay regularizer.
         coeff = self.cfg.regularization_coeff
-        adamw = self.cfg.optimizer == "adamw"
+        adamw = _member(Optimizer, self.cfg.optimizer, "optimizer: unknown name") is Optimizer.ADAMW
         groups = [g for g in ({"params": backbone, "weight_decay": 0.0 if adamw else None},
                               {"params": head, "weight_decay": coeff if adamw else _l2(coeff)}) if g["params"]]
         return build_optimizer(self.cfg.optimizer, self.cfg.learning_rate, groups, 0.0, self.cfg)
@@ -308,13 +330,12 @@ class L2SPStrategy(Strategy):
             anchor.set_value(state[f"l2sp_anchor.{self.names[id(p)]}"])
 
 
-STRATEGIES: dict[str, type[Strategy]] = {
+STRATEGIES: dict[StrategyName, type[Strategy]] = {
     cls.name: cls for cls in (DefaultStrategy, AdamWDecayStrategy, ULMFiTStrategy, L2SPStrategy)
 }
 
 
 def build_strategy(train_cfg: TrainConfig, model: nn.Layer, steps_per_epoch: int, total_epochs: int) -> Strategy:
     """The strategy named by ``train_cfg.strategy``, its optimizer over ``model``'s trainable parameters."""
-    if train_cfg.strategy not in STRATEGIES:
-        raise ValueError(f"train.strategy: unknown value {train_cfg.strategy!r}; valid: {', '.join(STRATEGIES)}")
-    return STRATEGIES[train_cfg.strategy](train_cfg, model, steps_per_epoch, total_epochs)
+    strategy = STRATEGIES[_member(StrategyName, train_cfg.strategy, "train.strategy: unknown value")]
+    return strategy(train_cfg, model, steps_per_epoch, total_epochs)

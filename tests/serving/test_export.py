@@ -11,7 +11,8 @@ import pytest
 
 from autoft.run.bundle import BundleMeta, save_bundle
 from autoft.errors import BundleError, ConfigError
-from autoft.serving.export import export_bundle, is_exported
+from autoft.serving.engine import is_exported
+from autoft.serving.export import export_bundle
 from autoft.serving.predict import Predictor, expand_inputs
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from autoft.backbones import create
 from autoft.run.bundle import BundleMeta, save_bundle
 from autoft.training.checkpoint import model_weights
-from autoft.serving.export import check_batch
+from autoft.serving.engine import check_batch
 from autoft._fs import autoft_home
 from autoft.serving.predict import Predictor
 from shapes import COLOURS, draw_shape

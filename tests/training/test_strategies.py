@@ -12,8 +12,10 @@ from paddle import nn  # noqa: E402
 
 from autoft.backbones.classifier import Classifier  # noqa: E402
 from autoft.config import OPTIMIZERS, TrainConfig  # noqa: E402
+from autoft.config.schema import Optimizer, StrategyName  # noqa: E402
+from autoft.training import strategies  # noqa: E402
 from autoft.training.strategies import (  # noqa: E402
-    STRATEGIES, build_strategy, no_decay_param_names, slanted_triangular, warmup_linear_decay,
+    STRATEGIES, build_optimizer, build_strategy, no_decay_param_names, slanted_triangular, warmup_linear_decay,
 )
 from tiny import TinyBackbone, tiny_spec  # noqa: E402
 
@@ -254,3 +256,21 @@ def test_unknown_strategy_names_the_valid_ones():
     bad = dataclasses.replace(cfg(), strategy="nope")
     with pytest.raises(ValueError, match="train.strategy: unknown value 'nope'; valid: default, adamw_decay"):
         build_strategy(bad, tiny_model(), 1, 1)
+
+
+def test_every_enum_member_is_implemented_once():
+    assert list(STRATEGIES) == list(StrategyName)
+    assert list(strategies.OPTIMIZERS) == list(Optimizer)
+    assert all(cls.name is member for member, cls in STRATEGIES.items())
+
+
+@pytest.mark.parametrize("strategy", list(StrategyName))
+def test_a_strategy_enum_member_builds_like_its_yaml_spelling(strategy):
+    by_member = build_strategy(cfg(strategy=strategy), tiny_model(), 1, 1)
+    by_name = build_strategy(cfg(strategy=strategy.value), tiny_model(), 1, 1)
+    assert type(by_member) is type(by_name) is STRATEGIES[strategy]
+
+
+def test_unknown_optimizer_names_the_valid_ones():
+    with pytest.raises(ValueError, match="optimizer: unknown name 'nope'; valid: adam, adamw, momentum"):
+        build_optimizer("nope", 0.1, [{"params": tiny_model().parameters()}], 0.0, cfg())

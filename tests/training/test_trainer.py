@@ -13,13 +13,15 @@ paddle = pytest.importorskip("paddle")
 from paddle import nn  # noqa: E402
 
 from autoft.training import fit as trainer  # noqa: E402
+from autoft.training import loop  # noqa: E402
 from autoft.backbones import create, registry  # noqa: E402
 from autoft.backbones.registry import Entry  # noqa: E402
 from autoft.run.bundle import load_bundle  # noqa: E402
 from autoft.config import config_from_dict  # noqa: E402
 from autoft.data import ImageData, Split  # noqa: E402
 from autoft.errors import TrialError  # noqa: E402
-from autoft.training.fit import TrialResult, evaluate, fit, select_device  # noqa: E402
+from autoft.training.fit import TrialResult, fit, select_device  # noqa: E402
+from autoft.training.loop import evaluate  # noqa: E402
 from tiny import TinyBackbone, tiny_spec  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:When training, we now always track global mean")
@@ -99,7 +101,7 @@ def test_step_based_eval_reports_every_interval_and_at_the_end(tmp_path, data, i
 
 def test_nan_loss_raises_trial_error_at_once_and_never_reports_it(tmp_path, data, monkeypatch):
     reports = []
-    monkeypatch.setattr(trainer.F, "cross_entropy", lambda logits, label, **kw: logits.sum() * float("nan"))
+    monkeypatch.setattr(loop.F, "cross_entropy", lambda logits, label, **kw: logits.sum() * float("nan"))
     with pytest.raises(TrialError, match=r"^loss became nan at epoch 1, step 1$"):
         fit(run_cfg(tmp_path), data, report=reports.append)
     assert reports == []

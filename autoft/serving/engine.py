@@ -1,0 +1,101 @@
+"""The static graph and Paddle's inference engine, shared by export and predict: a paddle.jit export of a
+predictor's model (``jit_save``), the files it makes, the engine that runs it (``InferenceRunner``), the
+export cached by weights hash (``cached_export``) and the fixed images every export is checked on."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autoft._fs import atomic_write_json, autoft_home, clean_orphans, make_tmp_dir, swap_dir
+from autoft.errors import BundleError
+from autoft.run.bundle import META_FILE
+
+__all__ = ["TOLERANCE", "INFERENCE_DIR", "PREFIX", "is_exported", "program_file", "jit_save", "check_batch",
+           "InferenceRunner", "cached_export"]
+
+TOLERANCE = 1e-4
+INFERENCE_DIR = "inference"
+PREFIX = "inference"
+_PROGRAM_SUFFIXES = (".json", ".pdmodel")
+
+
+def is_exported(folder: str | Path) -> bool:
+    """A Paddle inference export with its bundle.json (what ``export_bundle(..., "paddle")`` writes)."""
+    folder = Path(folder)
+    return (folder / META_FILE).is_file() and any((folder / f"{PREFIX}{s}").is_file() for s in _PROGRAM_SUFFIXES)
+
+
+def program_file(folder: Path) -> Path:
+    """inference.json (Paddle 3's PIR) or inference.pdmodel (older Paddle)."""
+    for suffix in _PROGRAM_SUFFIXES:
+        if (folder / f"{PREFIX}{suffix}").is_file():
+            return folder / f"{PREFIX}{suffix}"
+    raise BundleError(f"{folder}: no {PREFIX}.json or {PREFIX}.pdmodel (not a Paddle inference export)")
+
+
+def check_batch(size: int, count: int) -> np.ndarray:
+    """Fixed pseudo-images (uint8 NHWC), the same on every run: smooth gradients plus noise."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    base = (ramp[None, :, None, None] + ramp[None, None, :, None]) / 2
+    noise = rng.normal(0, 40, size=(count, size, size, 3)).astype(np.float32)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def jit_save(predictor: Any, dest: Path) -> tuple[Path, ...]:
+    """``predictor.model`` as a static graph in ``dest`` (plus its bundle.json); → the files written."""
+    import paddle
+
+    size = predictor.meta.image_size
+    dest.mkdir(parents=True, exist_ok=True)
+    predictor.model.eval()
+    spec = paddle.static.InputSpec([None, 3, size, size], "float32", name="image")
+    paddle.jit.save(predictor.model, str(dest / PREFIX), input_spec=[spec])
+    atomic_write_json(dest / META_FILE, predictor.meta.to_json())  # the meta of these weights, not a re-read
+    return tuple(sorted(p for p in dest.iterdir() if p.name.startswith(PREFIX) or p.name == META_FILE))
+
+
+class InferenceRunner:
+    """paddle.inference on a jit export: the optimised static graph (several times the dynamic graph's speed)."""
+
+    def __init__(self, folder: Path, threads: int, gpu: bool) -> None:
+        from paddle import inference
+
+        config = inference.Config(str(program_file(folder)), str(folder / f"{PREFIX}.pdiparams"))
+        if gpu:
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(threads)
+        config.disable_glog_info()
+        self.predictor = inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.input.reshape(list(x.shape))
+        self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+def cached_export(predictor: Any) -> Path:
+    """<AUTOFT_HOME>/cache/inference/<hash of the weights + image size>/, exported once and swapped into place;
+    when another process published it meanwhile, theirs stays."""
+    key = f"{predictor.weights_digest}:{predictor.meta.backbone}:{predictor.meta.image_size}"
+    folder = autoft_home() / "cache" / "inference" / hashlib.sha256(key.encode()).hexdigest()[:24]
+    if (folder / META_FILE).is_file():
+        return folder
+    tmp = make_tmp_dir(folder)
+    try:
+        jit_save(predictor, tmp)
+        if not (folder / META_FILE).is_file():
+            swap_dir(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    clean_orphans(folder)  # the tmp folders of exports killed midway
+    return folder
