@@ -67,9 +67,9 @@ def search(
         raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set and --trials")
     if dry_run:
         from autoft.training.plan import format_plan, make_plan
-        from autoft.search.run import load_run_config
+        from autoft.run.layout import RunDir as Run
 
-        cfg = cfg if cfg is not None else load_run_config(resume)
+        cfg = cfg if cfg is not None else Run(Path(resume)).load_config("--resume")
         print(format_plan(cfg, make_plan(cfg)))
         return
     from autoft.search.run import search as run_search

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from autoft.run.layout import RunDir
 from autoft.errors import AutoftError, ConfigError
 
 __all__ = ["serve", "KINDS", "DEFAULT_PORTS", "ray_dashboard_help"]
@@ -17,15 +18,13 @@ DEFAULT_PORTS = {"optuna": 8080, "visualdl": 8040}
 def _run_dir(run: Path | None, kind: str) -> Path:
     if run is None:
         raise AutoftError(f"dashboard {kind}: give a run folder, e.g. results/demo-20260101-120000")
-    if not (Path(run) / "config.yaml").is_file():
-        raise AutoftError(f"dashboard {kind}: {run} is not a run folder (config.yaml missing)")
-    return Path(run)
+    return RunDir.require(run, f"dashboard {kind}:").path
 
 
 def _storage_url(run: Path | None, storage: str | None) -> str:
     if storage:
         return storage
-    db = _run_dir(run, "optuna") / "optuna.db"
+    db = RunDir(_run_dir(run, "optuna")).optuna_db
     if not db.is_file():
         raise AutoftError(f"dashboard optuna: no optuna.db in {run}; pass --storage URL if the study lives elsewhere")
     return f"sqlite:///{db.resolve()}"

@@ -22,8 +22,8 @@ import numpy as np
 
 from autoft.run.bundle import is_bundle
 from autoft._fs import atomic_write_bytes, atomic_write_text
-from autoft.errors import AutoftError
-from autoft.run.leaderboard import BEST_DIR, Leaderboard, load_leaderboard
+from autoft.run.layout import BEST_DIR, RunDir
+from autoft.run.leaderboard import Leaderboard, load_leaderboard
 from autoft.run.records import TrialStatus
 
 __all__ = ["Plot", "Report", "write_report", "try_write_report", "REPORT_DIR", "REPORT_HTML"]
@@ -89,11 +89,7 @@ def try_write_report(run_dir: str | Path, *, storage_url: str | None = None) -> 
 
 
 def _load_run(run_dir: Path, storage_url: str | None) -> _Run:
-    from autoft.search.run import load_run_config
-
-    if not (run_dir / "config.yaml").is_file():
-        raise AutoftError(f"report {run_dir}: not a run folder (config.yaml missing)")
-    cfg = load_run_config(run_dir)
+    cfg = RunDir(run_dir).load_config("report")
     study, note = _load_study(run_dir, cfg.name, storage_url)
     return _Run(dir=run_dir, cfg=cfg, board=load_leaderboard(run_dir), study=study, study_note=note)
 
@@ -225,13 +221,13 @@ def _confusion_matrix(run: _Run) -> tuple[Any, str]:
     from matplotlib.figure import Figure
 
     from autoft.serving.predict import Predictor
-    from autoft.search.run import load_trial_data
+    from autoft.data import load_for_config
 
     bundle = run.dir / BEST_DIR
     if not is_bundle(bundle):
         raise _Skip(f"no {BEST_DIR}/ bundle (no trial finished)")
     predictor = Predictor(bundle)
-    data = load_trial_data(run.cfg)
+    data = load_for_config(run.cfg)
     names = list(predictor.meta.class_names)
     if names != list(data.class_names):
         raise _Skip(f"{BEST_DIR}/ classes {names} differ from the data's {list(data.class_names)}")
@@ -274,7 +270,7 @@ pre{background:#f7f7f7;padding:1rem;overflow:auto}.note{color:#666;font-style:it
 
 def _html(run: _Run, plots: tuple[Plot, ...]) -> str:
     name = html.escape(run.dir.name)
-    config = (run.dir / "config.yaml").read_text(encoding="utf-8")
+    config = RunDir(run.dir).config_file.read_text(encoding="utf-8")
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>autoft report: {name}</title>"
              f"<style>{_STYLE}</style></head><body><h1>autoft report: {name}</h1>", _summary(run),
              "<h2>Leaderboard</h2>", _table(run.board), "<h2>Plots</h2>", *map(_figure, plots),

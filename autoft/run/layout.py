@@ -37,13 +37,14 @@ class RunDir:
         return cls(Path(path).expanduser().resolve())
 
     @classmethod
-    def require(cls, path: str | Path, what: str) -> RunDir:
-        """The run at ``path``, or one line saying why it is not one (``what`` names the command or flag)."""
+    def require(cls, path: str | Path, what: str, error: type[AutoftError] = AutoftError) -> RunDir:
+        """The run at ``path``, or one line saying why it is not one (``what`` names the command or flag; ``error``
+        is the exception kind the caller's contract names, e.g. ConfigError for a flag's value)."""
         run = cls.at(path)
         if not run.path.is_dir():
-            raise AutoftError(f"{what} {path}: no such run folder")
+            raise error(f"{what} {path}: not a run folder (no such folder)")
         if not run.is_run():
-            raise AutoftError(f"{what} {path}: not a run folder ({CONFIG_FILE} and trials/ missing)")
+            raise error(f"{what} {path}: not a run folder ({CONFIG_FILE} missing)")
         return run
 
     def is_run(self) -> bool:
@@ -111,6 +112,8 @@ class RunDir:
         """The config the run was started with (strictly read, like any YAML)."""
         from autoft.config import config_from_dict, read_yaml_file
 
+        if not self.path.is_dir():
+            raise AutoftError(f"{what} {self.path}: not a run folder (no such folder)")
         if not self.config_file.is_file():
             raise AutoftError(f"{what} {self.path}: not a run folder ({CONFIG_FILE} missing)")
         return config_from_dict(read_yaml_file(self.config_file), source=str(self.config_file))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from autoft.run.bundle import copy_bundle, is_bundle
 from autoft._fs import atomic_write_text
-from autoft.errors import AutoftError
+from autoft.run.layout import BEST_DIR, RunDir
 from autoft.run.records import TrialRecord, read_trials
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Leaderboard", "rank", "write_leaderboard", "promote_best", "load_leaderboard", "BEST_DIR"]
 
-BEST_DIR = "best_model"
 FIXED_COLUMNS = ["rank", "trial_id", "status"]
 METRIC_COLUMNS = ["val_acc", "val_loss", "best_epoch", "epochs_run", "seconds", "error"]
 
@@ -93,17 +92,15 @@ def promote_best(run_dir: Path, board: Leaderboard) -> Path | None:
     best = select_winner(board.records) or board.best
     if best is None:
         return None
-    src = Path(run_dir) / "trials" / best.trial_id / "bundle"
+    run = RunDir(Path(run_dir))
+    src = run.trial_bundle(best.trial_id)
     if not is_bundle(src):
         return None
-    return copy_bundle(src, Path(run_dir) / BEST_DIR)
+    return copy_bundle(src, run.best_model)
 
 
-def load_leaderboard(run_dir: Path) -> Leaderboard:
-    run_dir = Path(run_dir)
-    if not (run_dir / "trials").is_dir():
-        raise AutoftError(f"{run_dir}: not a run folder (no trials/ inside)")
-    return rank(read_trials(run_dir))
+def load_leaderboard(run_dir: Path, what: str = "leaderboard") -> Leaderboard:
+    return rank(read_trials(RunDir.require(run_dir, what).path))
 
 
 def markdown(board: Leaderboard) -> str:

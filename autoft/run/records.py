@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from autoft._fs import atomic_write_json
+from autoft.run.layout import TRIAL_FILE, RunDir
 
 __all__ = ["TrialStatus", "TrialRecord", "read_trials", "TRIAL_FILE"]
 
-TRIAL_FILE = "trial.json"
 
 log = logging.getLogger(__name__)
 _REPORTED: set[Path] = set()  # damaged files already named in this process: leaderboard, report and resume all read
@@ -87,7 +87,7 @@ def _finite(value: Any) -> bool:
 
 def read_trials(run_dir: Path) -> list[TrialRecord]:
     """Every readable trial.json under run_dir/trials/, in start order; a damaged one is named once and skipped."""
-    trials_dir = Path(run_dir) / "trials"
+    trials_dir = RunDir(Path(run_dir)).trials
     if not trials_dir.is_dir():
         return []
     loaded = (_load_or_skip(d) for d in sorted(trials_dir.iterdir()) if (d / TRIAL_FILE).is_file())

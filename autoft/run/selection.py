@@ -11,27 +11,21 @@ single run (its bundle is what was trained; a mean has no weights).
 ``search.final_fit: train+val`` — the winner's configuration trains again on train+val for the winner run's
 best epoch count; that model becomes ``best_model/`` and the selection bundle moves to ``best_trial_model/``.
 
-Imports neither paddle nor ray at the top: the leaderboard calls ``select_winner``.
+The statistics and the plan live here (paddle- and ray-free: the leaderboard calls ``select_winner``); running
+the reruns and the final fit is ``autoft.search.reruns``.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from autoft.run.bundle import copy_bundle, is_bundle, load_bundle, save_bundle
-from autoft.config import RunConfig, apply_params
+from autoft.config import RunConfig
 from autoft.run.records import TrialRecord, TrialStatus
 
-__all__ = ["RerunStats", "rerun_stats", "select_winner", "rerun_markdown", "rerun_plan", "run_reruns",
-           "final_fit", "t_quantile_975", "BEST_TRIAL_DIR"]
+__all__ = ["RerunStats", "rerun_stats", "select_winner", "rerun_markdown", "rerun_plan", "t_quantile_975"]
 
-BEST_TRIAL_DIR = "best_trial_model"
 # two-sided 95%: the t-distribution's 0.975 quantile for 1..30 degrees of freedom
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
@@ -145,107 +139,3 @@ def rerun_plan(cfg: RunConfig, records: Sequence[TrialRecord]) -> list[dict[str,
             if (original.trial_id, seed) not in done:
                 plan.append({"rerun_of": original.trial_id, "seed": seed, "params": dict(original.params)})
     return plan
-
-
-def run_reruns(cfg: RunConfig, run_dir: Path, *, address: str | None = None,
-               on_progress: Callable[[Any], None] | None = None) -> int:
-    """Run ``rerun_plan`` as Ray trials (FIFO, the search's resources); returns how many ran."""
-    import time
-
-    from ray import tune
-    from ray.tune.search import Searcher
-
-    from autoft.run.records import read_trials
-    from autoft.search.tuner import Recorder, ray_init, run_tuner
-
-    plan = rerun_plan(cfg, read_trials(run_dir))
-    if not plan:
-        return 0
-    seed_key = "train.seed"
-    rerun_cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, scheduler="fifo"))
-
-    class _Plan(Searcher):
-        def __init__(self) -> None:
-            super().__init__(metric="val_acc", mode="max")
-            self.todo = list(plan)
-            self.given: dict[str, dict[str, Any]] = {}
-
-        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-            if not self.todo:
-                return Searcher.FINISHED
-            self.given[trial_id] = self.todo.pop(0)
-            return {**self.given[trial_id]["params"], seed_key: self.given[trial_id]["seed"]}
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            pass
-
-        def optuna_number(self, trial_id: str) -> int | None:
-            return None
-
-    started_ray = ray_init(address, False)
-    try:
-        searcher = _Plan()
-        recorder = Recorder(run_dir, rerun_cfg, searcher, on_progress, time.time())
-
-        class _Tag(tune.Callback):
-            def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-                spec = searcher.given.get(trial.trial_id, {})
-                recorder.annotate(trial.trial_id, {"rerun_of": spec.get("rerun_of"), "seed": spec.get("seed")})
-
-        run_tuner(rerun_cfg, run_dir, searcher=searcher, recorder=recorder, name="rerun", num_samples=len(plan),
-                  param_names=(*cfg.space.names, seed_key), callbacks=[_Tag()])
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
-    return len(plan)
-
-
-def _train_plus_val(data: Any) -> Any:
-    import numpy as np
-
-    from autoft.data.dataset import Split
-
-    merged = Split(np.concatenate([np.asarray(data.train.images), np.asarray(data.val.images)]),
-                   np.concatenate([data.train.labels, data.val.labels]))
-    return dataclasses.replace(data, train=merged)
-
-
-def final_fit(cfg: RunConfig, run_dir: Path, winner: TrialRecord, data: Any,
-              log: Callable[[str], None] | None = None) -> Path:
-    """Train the winner's configuration on train+val for its best epoch count; it becomes ``best_model/``.
-
-    The selection bundle (already in ``best_model/``) moves to ``best_trial_model/``. The lr schedule spans the
-    refit's own epochs and steps. Validation images are part of this training set, so the refit's bundle.json
-    carries no val_acc of its own: ``metrics.selection_val_acc`` is the winner run's, for reference.
-    """
-    from safetensors.numpy import load_file
-
-    from autoft.training.checkpoint import MODEL_FILE, checkpoint_path
-    from autoft.run.leaderboard import BEST_DIR
-    from autoft.training.fit import fit
-
-    run_dir = Path(run_dir)
-    epochs = max(1, math.ceil(float(winner.best["epoch"])))
-    params = dict(winner.params)
-    if "seed" in winner.extra:
-        params["train.seed"] = winner.extra["seed"]
-    cfg = apply_params(cfg, params)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs, save_ckpt_interval=epochs,
-                                                             eval_interval="epoch"))
-    merged = _train_plus_val(data)
-    if is_bundle(run_dir / BEST_DIR):
-        copy_bundle(run_dir / BEST_DIR, run_dir / BEST_TRIAL_DIR)
-    tmp = Path(tempfile.mkdtemp(prefix=".final-fit-", dir=run_dir))
-    try:
-        fit(cfg, merged, bundle_dir=tmp / "bundle", checkpoint_dir=tmp / "ckpt", log=log)
-        weights = load_file(str(checkpoint_path(tmp / "ckpt", epochs) / MODEL_FILE))
-        meta = load_bundle(tmp / "bundle").meta
-        metrics = {"epoch": epochs, "final_fit": "train+val", "selection_trial": winner.trial_id,
-                   "selection_val_acc": float(winner.best["val_acc"])}
-        meta = dataclasses.replace(meta, metrics=metrics, num_train_samples=len(merged.train), created="")
-        save_bundle(run_dir / BEST_DIR, weights, meta)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return run_dir / BEST_DIR

@@ -8,6 +8,7 @@ from typing import Any
 
 from autoft.config import RunConfig
 from autoft.errors import ConfigError
+from autoft.run.layout import RunDir
 from autoft.run.records import read_trials
 from autoft.config.space import Param
 
@@ -29,10 +30,8 @@ def top_params(run_dir: str | Path, cfg: RunConfig, k: int) -> list[dict[str, An
     A key the current space lacks is dropped; a value outside its current range is dropped too (the sampler
     picks it). Reruns (``extra.rerun_of``) repeat a param set and are skipped.
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "trials").is_dir():
-        raise ConfigError(f"--warm-start {run_dir}: not a run folder (no trials/ inside)")
-    scored = [r for r in read_trials(run_dir)
+    run = RunDir.require(run_dir, "--warm-start", ConfigError)
+    scored = [r for r in read_trials(run.path)
               if r.status.finished and r.best is not None and "rerun_of" not in r.extra]
     scored.sort(key=lambda r: (-float(r.best["val_acc"]), float(r.best.get("val_loss", math.inf))))
     space = {p.name: p for p in cfg.space}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import importlib.util
-import os
 import shutil
 import time
 from collections import Counter
@@ -17,21 +16,18 @@ from typing import Any
 import yaml
 
 from autoft._fs import atomic_write_text, autoft_home
-from autoft.config import RunConfig, config_from_dict, config_to_dict, read_yaml_file
+from autoft.config import RunConfig, config_to_dict
 from autoft.errors import PADDLE_MISSING, AutoftError, ConfigError
 from autoft.run.leaderboard import Leaderboard, promote_best, write_leaderboard
-from autoft.run.records import TrialStatus, read_trials
 from autoft.observe.report import try_write_report
 from autoft._fs import LOCK_FILE, RunLock, check_writable
 from autoft.config.rules import check_run_name
+from autoft.run.layout import RunDir
+from autoft.search.resume import open_storage, prepare_resume
+from autoft.search.progress import Progress
 from autoft.search.trial import load_trial_data
-from autoft.search.tuner import (Progress, Recorder, budget_stopper, make_scheduler, make_searcher, ray_init,
-                           run_tuner)
 
 __all__ = ["search", "SearchOutcome", "Progress", "load_trial_data", "load_run_config"]
-
-CONFIG_FILE = "config.yaml"
-
 
 @dataclass(frozen=True)
 class SearchOutcome:
@@ -82,13 +78,9 @@ def _claim_run_dir(run_dir: Path) -> tuple[RunLock, bool]:
     return lock, created
 
 
-def load_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / CONFIG_FILE
-    if not Path(run_dir).is_dir():
-        raise AutoftError(f"--resume {run_dir}: no such run folder")
-    if not path.is_file():
-        raise AutoftError(f"--resume {run_dir}: not a run folder ({CONFIG_FILE} missing)")
-    return config_from_dict(read_yaml_file(path), source=str(path))
+def load_run_config(run_dir: str | Path, what: str = "--resume") -> RunConfig:
+    """The config a run was started with (``RunDir.load_config``)."""
+    return RunDir(Path(run_dir)).load_config(what)
 
 
 def _absolute_paths(cfg: RunConfig) -> RunConfig:
@@ -99,60 +91,6 @@ def _absolute_paths(cfg: RunConfig) -> RunConfig:
         pretrained = str(Path(cfg.model.pretrained).expanduser().resolve())
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=pretrained))
     return cfg
-
-
-def _storage(run_dir: Path, url: str | None) -> Any:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    what = f"--storage {url}" if url else f"{run_dir / 'optuna.db'}"
-    url = url or f"sqlite:///{run_dir / 'optuna.db'}"
-    try:
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=None)
-        storage.get_all_studies()  # a garbage SQLite file opens lazily: read it now, not inside the first trial
-        return storage
-    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or file
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-        raise ConfigError(f"{what}: cannot open the Optuna study storage ({type(exc).__name__}: {reason})") from None
-
-
-def _prepare_resume(run_dir: Path, storage: Any, study_name: str, epochs: int) -> int:
-    """Reconcile trial.json files with the Optuna study after a crash; returns how many trials already count.
-
-    Trials that were running are re-run: their Optuna trial is failed (with a reason) and its params enqueued,
-    their folder moves to interrupted/. A trial that finished on one side only is completed on the other.
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        study = None
-    by_ray = {t.user_attrs.get("ray_trial_id"): t for t in study.get_trials(deepcopy=False)} if study else {}
-    finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
-    for record in read_trials(run_dir):
-        if record.status not in (TrialStatus.RUNNING, TrialStatus.INTERRUPTED):
-            continue
-        ot = by_ray.get(record.trial_id)
-        if ot is not None and ot.state in finished_states and record.best is not None:
-            status = TrialStatus.COMPLETED if record.epochs_run >= epochs else TrialStatus.STOPPED
-            dataclasses.replace(record, status=status, error=None).save(run_dir / "trials" / record.trial_id)
-        else:
-            (run_dir / "interrupted").mkdir(exist_ok=True)
-            os.replace(run_dir / "trials" / record.trial_id, run_dir / "interrupted" / record.trial_id)
-    records = {r.trial_id: r for r in read_trials(run_dir)}
-    for ot in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if study else []:
-        record = records.get(ot.user_attrs.get("ray_trial_id"))
-        if record is not None and record.status.finished:
-            early = record.status is TrialStatus.STOPPED
-            storage.set_trial_state_values(ot._trial_id, TrialState.PRUNED if early else TrialState.COMPLETE,
-                                           None if early else [record.best["val_acc"]])
-            continue
-        storage.set_trial_system_attr(ot._trial_id, "fail_reason", "interrupted; re-run on resume")
-        storage.set_trial_state_values(ot._trial_id, TrialState.FAIL)
-        study.enqueue_trial(ot.params, skip_if_exists=False)
-    return sum(1 for r in records.values() if r.status.finished or r.status is TrialStatus.FAILED)
 
 
 def _check_ray_dashboard_deps() -> None:
@@ -189,7 +127,7 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
         check_writable(run_dir.parent, "--results-dir")
     check_writable(autoft_home(), "AUTOFT_HOME")
     # a resumed or shared study is opened before the data is decoded: a bad one fails fast, before anything is written
-    storage = _storage(run_dir, storage_url) if resume is not None or storage_url else None
+    storage = open_storage(run_dir, storage_url) if resume is not None or storage_url else None
     _check_data(cfg, on_message or (lambda _m: None))
     data = load_trial_data(cfg)  # validates the data and fills the shared cache before any trial starts
     if evaluate_test and data.test is None:
@@ -209,10 +147,10 @@ def _open_study(cfg: RunConfig, run_dir: Path, storage: Any, storage_url: str | 
                 resuming: bool) -> Any:
     """config.yaml, trials/ and the storage; a new run folder is removed again if its storage cannot be opened."""
     try:
-        (run_dir / "trials").mkdir(exist_ok=True)
+        RunDir(run_dir).trials.mkdir(exist_ok=True)
         if not resuming:
-            atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        storage = storage if storage is not None else _storage(run_dir, storage_url)
+            atomic_write_text(RunDir(run_dir).config_file, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        storage = storage if storage is not None else open_storage(run_dir, storage_url)
         _enqueue_first(cfg, storage, cfg.name, resuming)
         return storage
     except BaseException:
@@ -227,36 +165,43 @@ def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, *, cr
                    evaluate_test: bool) -> SearchOutcome:
     import ray
 
+    from autoft.search.budget import Budget
+    from autoft.search.recorder import Recorder
+    from autoft.search.schedulers import make_scheduler
+    from autoft.search.searcher import make_searcher
+    from autoft.search.tuner import ray_init, run_tuner
+
     storage = _open_study(cfg, run_dir, storage, storage_url, created, resuming)
     study_name = cfg.name
-    counted = _prepare_resume(run_dir, storage, study_name, cfg.train.epochs) if resuming else 0
+    counted = prepare_resume(run_dir, storage, study_name, cfg.train.epochs) if resuming else 0
     remaining = cfg.search.trials - counted
-    budget_flag = {"hit": False}
+    budget = Budget()
     interrupted = False
     if remaining > 0:
         started_ray = ray_init(address, ray_dashboard, on_dashboard)
         started = time.time()  # the budget counts from when trials can start
-        deadline = started + cfg.search.time_budget if cfg.search.time_budget else None
+        budget = Budget.starting(started, cfg.search.time_budget)
         seed = cfg.search.seed + counted  # the same seed on resume would repeat the first configs
-        searcher = make_searcher(cfg, storage, study_name, seed, deadline, budget_flag)
+        searcher = make_searcher(cfg, storage, study_name, seed, budget)
         recorder = Recorder(run_dir, cfg, searcher, on_progress, started)
         try:
             interrupted = run_tuner(cfg, run_dir, searcher=searcher, recorder=recorder, name="tune",
                                     num_samples=remaining, param_names=cfg.space.names,
                                     scheduler=make_scheduler(cfg, recorder),
-                                    stop=budget_stopper(deadline, budget_flag))
+                                    stop=budget.stopper())
         finally:
             if started_ray:
                 ray.shutdown()
-    if cfg.search.rerun_top_k and not interrupted and not budget_flag["hit"]:
-        from autoft.run.selection import run_reruns
+    if cfg.search.rerun_top_k and not interrupted and not budget.hit:
+        from autoft.search.reruns import run_reruns
 
         run_reruns(cfg, run_dir, address=address, on_progress=on_progress)
     board = write_leaderboard(run_dir)
     best = promote_best(run_dir, board)  # by mean over reruns when there are some (autoft.run.selection)
     refit = cfg.search.final_fit == "train+val"
     if best is not None and refit and not interrupted:
-        from autoft.run.selection import final_fit, select_winner
+        from autoft.run.selection import select_winner
+        from autoft.search.reruns import final_fit
 
         best = final_fit(cfg, run_dir, select_winner(board.records) or board.best, data)
     score_test = evaluate_test or (refit and data.test is not None)  # once, on the final model
@@ -264,7 +209,7 @@ def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, *, cr
     if not interrupted:  # after Ctrl-C the user wants out; `autoft report RUN` draws it later
         try_write_report(run_dir, storage_url=storage_url)
     return SearchOutcome(run_dir=run_dir, leaderboard=board, best_model=best,
-                         stopped_on_budget=budget_flag["hit"], interrupted=interrupted, test_metrics=test_metrics)
+                         stopped_on_budget=budget.hit, interrupted=interrupted, test_metrics=test_metrics)
 
 
 def _check_data(cfg: RunConfig, message: Callable[[str], None]) -> None:
@@ -283,7 +228,7 @@ def _evaluate_test(run_dir: Path, best: Path, data: Any) -> dict[str, Any]:
     from autoft.serving.evaluate import evaluate_bundle
 
     metrics = evaluate_bundle(best, "test", data=data)
-    atomic_write_json(run_dir / "test_metrics.json", {"bundle": str(best), **metrics})
+    atomic_write_json(RunDir(run_dir).test_metrics, {"bundle": str(best), **metrics})
     return metrics
 
 

@@ -73,7 +73,7 @@ def trainable(config: dict[str, Any], job: TrialJob) -> None:
 
     from autoft.config import apply_params
     from autoft.errors import TrialError
-    from autoft.search.pbt import TrialCheckpoints
+    from autoft.search.checkpoints import TrialCheckpoints
     from autoft.training.fit import fit
     from autoft.observe.visuallog import TrialLog
 

@@ -13,7 +13,9 @@ from autoft.config import config_from_dict
 from autoft.errors import ConfigError
 from autoft.run.records import TrialRecord, TrialStatus, read_trials
 from autoft.search.run import search
-from autoft.search.tuner import make_searcher, ray_init
+from autoft.search.budget import Budget
+from autoft.search.searcher import make_searcher
+from autoft.search.tuner import ray_init
 from autoft.run.warmstart import warm_start
 from searched_run import shapes_config
 
@@ -51,7 +53,7 @@ def _suggestions(raw: dict, tmp_path: Path, tag: str) -> list[dict]:
     """Four suggestions from the real searcher (OptunaSearch subclass + sampler), each told a fake result."""
     cfg = config_from_dict(raw)
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / f'{tag}.db'}")
-    searcher = make_searcher(cfg, storage, "s", cfg.search.seed, None, {"hit": False})
+    searcher = make_searcher(cfg, storage, "s", cfg.search.seed, Budget())
     out = []
     for i in range(min(4, cfg.search.trials)):
         params = searcher.suggest(f"t{i}")
@@ -192,3 +194,19 @@ def test_warm_start_enqueues_the_best_param_sets_of_the_space(shapes_dir: Path, 
                                   {"learning_rate": 0.002, "optimizer": "adam"})
     with pytest.raises(ConfigError, match="--warm-start .*not a run folder"):
         warm_start(config_from_dict(raw), tmp_path / "nothing")
+
+
+def test_every_sampler_and_scheduler_the_config_accepts_has_a_factory() -> None:
+    """The Enums in config.schema are what validation accepts; each registry covers its Enum exactly."""
+    from autoft.config.schema import Sampler, Scheduler
+    from autoft.search.samplers import SAMPLER_FACTORIES
+    from autoft.search.schedulers import SCHEDULER_FACTORIES
+
+    assert set(SAMPLER_FACTORIES) == set(Sampler)
+    assert set(SCHEDULER_FACTORIES) == set(Scheduler)
+    for name in Sampler:
+        cfg = config_from_dict({"search": {"sampler": name.value},
+                                "space": {"learning_rate": {"type": "categorical", "choices": [0.01, 0.1]}}})
+        assert cfg.search.sampler == name.value
+    with pytest.raises(ConfigError, match="search.sampler"):
+        config_from_dict({"search": {"sampler": "annealing"}})

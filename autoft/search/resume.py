@@ -1,0 +1,68 @@
+"""Reopening a run: its Optuna storage (opened early, so a bad one fails before anything is written) and, on
+``--resume``, trial.json files reconciled with the study after a crash."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from autoft.errors import ConfigError
+from autoft.run.layout import RunDir
+from autoft.run.records import TrialStatus, read_trials
+
+__all__ = ["open_storage", "prepare_resume"]
+
+
+def open_storage(run_dir: Path, url: str | None) -> optuna.storages.RDBStorage:
+    """The run's own SQLite study, or ``--storage URL`` (PostgreSQL, MySQL, another SQLite file)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run = RunDir(Path(run_dir))
+    what = f"--storage {url}" if url else str(run.optuna_db)
+    url = run.storage_url(url)
+    try:
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        storage.get_all_studies()  # a garbage SQLite file opens lazily: read it now, not inside the first trial
+        return storage
+    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or file
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        raise ConfigError(f"{what}: cannot open the Optuna study storage ({type(exc).__name__}: {reason})") from None
+
+
+def prepare_resume(run_dir: Path, storage: optuna.storages.BaseStorage, study_name: str, epochs: int) -> int:
+    """Reconcile trial.json files with the Optuna study after a crash; returns how many trials already count.
+
+    Trials that were running are re-run: their Optuna trial is failed (with a reason) and its params enqueued,
+    their folder moves to interrupted/. A trial that finished on one side only is completed on the other.
+    """
+    run = RunDir(Path(run_dir))
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        study = None
+    by_ray = {t.user_attrs.get("ray_trial_id"): t for t in study.get_trials(deepcopy=False)} if study else {}
+    finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    for record in read_trials(run_dir):
+        if record.status not in (TrialStatus.RUNNING, TrialStatus.INTERRUPTED):
+            continue
+        ot = by_ray.get(record.trial_id)
+        if ot is not None and ot.state in finished_states and record.best is not None:
+            status = TrialStatus.COMPLETED if record.epochs_run >= epochs else TrialStatus.STOPPED
+            dataclasses.replace(record, status=status, error=None).save(run.trial(record.trial_id))
+        else:
+            run.interrupted.mkdir(exist_ok=True)
+            os.replace(run.trial(record.trial_id), run.interrupted / record.trial_id)
+    records = {r.trial_id: r for r in read_trials(run_dir)}
+    for ot in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if study else []:
+        record = records.get(ot.user_attrs.get("ray_trial_id"))
+        if record is not None and record.status.finished:
+            early = record.status is TrialStatus.STOPPED
+            storage.set_trial_state_values(ot._trial_id, TrialState.PRUNED if early else TrialState.COMPLETE,
+                                           None if early else [record.best["val_acc"]])
+            continue
+        storage.set_trial_system_attr(ot._trial_id, "fail_reason", "interrupted; re-run on resume")
+        storage.set_trial_state_values(ot._trial_id, TrialState.FAIL)
+        study.enqueue_trial(ot.params, skip_if_exists=False)
+    return sum(1 for r in records.values() if r.status.finished or r.status is TrialStatus.FAILED)

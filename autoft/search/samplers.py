@@ -1,0 +1,80 @@
+"""Optuna samplers by ``search.sampler``: one factory per ``Sampler`` member (tests check the registry covers the
+Enum that config validation reads). Optuna is imported when a sampler is built."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from autoft.config import RunConfig
+from autoft.config.schema import Sampler
+from autoft.config.space import CategoricalParam
+from autoft.errors import ConfigError
+
+if TYPE_CHECKING:
+    from optuna.samplers import BaseSampler
+
+__all__ = ["SAMPLER_FACTORIES", "make_sampler"]
+
+SamplerFactory = Callable[[RunConfig, int], "BaseSampler"]
+
+
+def _tpe(cfg: RunConfig, seed: int) -> BaseSampler:
+    import optuna
+
+    startup = max(2, min(10, cfg.search.trials // 3))
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=startup)
+
+
+def _random(cfg: RunConfig, seed: int) -> BaseSampler:
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def _grid(cfg: RunConfig, seed: int) -> BaseSampler:
+    import optuna
+
+    return optuna.samplers.GridSampler({p.name: p.grid() for p in cfg.space}, seed=seed)
+
+
+def _say_categoricals_are_independent(cfg: RunConfig) -> None:
+    categorical = [p.name for p in cfg.space if isinstance(p, CategoricalParam)]
+    if categorical:  # Optuna's own warning would repeat at every trial
+        logging.getLogger("autoft").info(f"search.sampler: {cfg.search.sampler} samples {', '.join(categorical)} "
+                                         "independently (at random): it models only numeric parameters")
+
+
+def _cmaes(cfg: RunConfig, seed: int) -> BaseSampler:
+    import optuna
+
+    _say_categoricals_are_independent(cfg)
+    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+
+
+def _qmc(cfg: RunConfig, seed: int) -> BaseSampler:
+    import optuna
+
+    _say_categoricals_are_independent(cfg)
+    return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+
+
+def _gp(cfg: RunConfig, seed: int) -> BaseSampler:
+    import importlib.util
+
+    import optuna
+
+    if importlib.util.find_spec("torch") is None:  # Optuna's GPSampler needs PyTorch
+        raise ConfigError("search.sampler: 'gp' needs PyTorch (pip install torch); use tpe, random, grid, cmaes "
+                          "or qmc")
+    return optuna.samplers.GPSampler(seed=seed)
+
+
+SAMPLER_FACTORIES: dict[Sampler, SamplerFactory] = {
+    Sampler.TPE: _tpe, Sampler.RANDOM: _random, Sampler.GRID: _grid, Sampler.CMAES: _cmaes, Sampler.QMC: _qmc,
+    Sampler.GP: _gp,
+}
+
+
+def make_sampler(cfg: RunConfig, seed: int) -> BaseSampler:
+    return SAMPLER_FACTORIES[Sampler(cfg.search.sampler)](cfg, seed)

@@ -1,0 +1,50 @@
+"""Ray Tune trial schedulers by ``search.scheduler``: one factory per ``Scheduler`` member (tests check the
+registry covers the Enum that config validation reads)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule,
+                                 TrialScheduler)
+
+from autoft.config import RunConfig
+from autoft.config.schema import Scheduler
+from autoft.search.pbt import PbtScheduler
+from autoft.search.recorder import Recorder
+
+__all__ = ["SCHEDULER_FACTORIES", "make_scheduler"]
+
+SchedulerFactory = Callable[[RunConfig, "Recorder | None"], TrialScheduler]
+_COMMON = {"time_attr": "epoch", "metric": "val_acc", "mode": "max"}
+
+
+def _asha(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+    s, epochs = cfg.search, cfg.train.epochs
+    return ASHAScheduler(max_t=epochs, grace_period=min(s.grace_period, epochs), reduction_factor=s.reduction_factor,
+                         **_COMMON)
+
+
+def _hyperband(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+    return HyperBandScheduler(max_t=cfg.train.epochs, reduction_factor=cfg.search.reduction_factor, **_COMMON)
+
+
+def _median(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+    return MedianStoppingRule(grace_period=cfg.search.grace_period, min_samples_required=2, **_COMMON)
+
+
+def _fifo(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+    return FIFOScheduler()
+
+
+def _pbt(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+    return PbtScheduler.for_config(cfg, recorder)
+
+
+SCHEDULER_FACTORIES: dict[Scheduler, SchedulerFactory] = {
+    Scheduler.ASHA: _asha, Scheduler.HYPERBAND: _hyperband, Scheduler.MEDIAN: _median, Scheduler.FIFO: _fifo,
+    Scheduler.PBT: _pbt,
+}
+
+
+def make_scheduler(cfg: RunConfig, recorder: Recorder | None = None) -> TrialScheduler:
+    return SCHEDULER_FACTORIES[Scheduler(cfg.search.scheduler)](cfg, recorder)

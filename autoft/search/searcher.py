@@ -1,0 +1,62 @@
+"""The searcher Tune asks for each trial's params: Optuna's (``search.sampler``) through Ray's OptunaSearch, or the
+PBT population (``search.scheduler: pbt``, see search.pbt). Both stop asking once the time budget is spent."""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from autoft.config import RunConfig
+from autoft.config.schema import Scheduler
+from autoft.search.budget import Budget
+from autoft.search.pbt import PbtSearcher
+from autoft.search.samplers import make_sampler
+
+__all__ = ["StudySearch", "make_searcher"]
+
+
+class StudySearch(OptunaSearch):
+    """Tags Optuna trials with their Ray id, tells Optuna PRUNED for trials the scheduler stopped early, honours
+    the time budget."""
+
+    def __init__(self, cfg: RunConfig, storage: optuna.storages.BaseStorage, study_name: str, seed: int,
+                 budget: Budget) -> None:
+        super().__init__(space=cfg.space.to_optuna(), metric="val_acc", mode="max", sampler=make_sampler(cfg, seed),
+                         storage=storage, study_name=study_name)
+        self.epochs = cfg.train.epochs
+        self.budget = budget
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.budget.spent():
+            return Searcher.FINISHED
+        params = super().suggest(trial_id)
+        self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        return params
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if result and not error and trial_id in self._ot_trials and "val_acc" in result:
+            # Tune gives the result that ends a trial (ASHA's stop, the last epoch) only to this hook, so Optuna
+            # would miss that epoch's intermediate value; a repeat of a reported step is a no-op.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._ot_trials[trial_id].report(float(result["val_acc"]), int(result["training_iteration"]))
+        if result and not error and float(result.get("epoch", self.epochs)) < self.epochs:
+            self._ot_trials[trial_id].set_user_attr("stopped_early", True)
+            result = None  # OptunaSearch tells PRUNED for a result-less, error-less completion
+        elif result and not error:
+            result = {**result, "val_acc": result.get("best_val_acc", result.get("val_acc"))}
+        super().on_trial_complete(trial_id, result, error)
+
+    def optuna_number(self, trial_id: str) -> int | None:
+        trial = self._ot_trials.get(trial_id)
+        return trial.number if trial is not None else None
+
+
+def make_searcher(cfg: RunConfig, storage: optuna.storages.BaseStorage, study_name: str, seed: int,
+                  budget: Budget) -> StudySearch | PbtSearcher:
+    if Scheduler(cfg.search.scheduler) is Scheduler.PBT:  # members change params while they run
+        return PbtSearcher(cfg, storage, study_name, seed, budget)
+    return StudySearch(cfg, storage, study_name, seed, budget)
