@@ -5,33 +5,22 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
 from autoft.errors import PADDLE_MISSING, AutoftError
 
-if TYPE_CHECKING:
-    from autoft.search.run import Progress
+from autoft.cli.datasets import datasets_app
+from autoft.cli.display import Display, make_console, print_board, print_reruns, ray_dashboard_line
+from autoft.cli.options import Quiet, RunDir, SetOpt
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Hyperparameter-search fine-tuning for image classification (Paddle + Ray Tune + Optuna).")
-datasets_app = typer.Typer(no_args_is_help=True, help="Named datasets.")
 app.add_typer(datasets_app, name="datasets")
-
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a config key: --set train.epochs=1")]
-RunDir = Annotated[Path, typer.Argument(help="A run folder, e.g. results/demo-20260101-120000")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
-
 
 def _err(message: str) -> None:
     sys.stderr.write(f"autoft: error: {message}\n")
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)  # long paths stay whole when piped or captured
 
 
 @app.command()
@@ -74,15 +63,15 @@ def search(
         return
     from autoft.search.run import search as run_search
 
-    console = _console()
-    display = _Display(console, quiet=quiet, plain=plain or not console.is_terminal)
+    console = make_console()
+    display = Display(console, quiet=quiet, plain=plain or not console.is_terminal)
     with display:
         outcome = run_search(cfg, results_dir=results_dir, name=name, resume=resume, address=address,
                              storage_url=storage, ray_dashboard=ray_dashboard, on_progress=display.update,
-                             on_dashboard=lambda url: display.note(_ray_dashboard_line(url)),
+                             on_dashboard=lambda url: display.note(ray_dashboard_line(url)),
                              on_message=display.note, evaluate_test=evaluate_test)
-    _print_board(console, outcome.leaderboard)
-    _print_reruns(outcome.leaderboard)
+    print_board(console, outcome.leaderboard)
+    print_reruns(outcome.leaderboard)
     run = outcome.run_dir
     if outcome.stopped_on_budget:
         console.print("Stopped on the time budget (search.time_budget).")
@@ -103,83 +92,6 @@ def search(
         raise typer.Exit(1)
     if (run / "report" / "report.html").is_file():
         console.print(f"Report: {run / 'report' / 'report.html'}")
-
-
-def _ray_dashboard_line(url: str) -> str:
-    token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"  # ray.init sets it when token auth is on
-    return f"Ray dashboard: {url}" + ("  (it asks for the token `ray get-auth-token` prints)" if token else "")
-
-
-class _Display:
-    """Live trial counts in a terminal; one line per event otherwise; nothing with --quiet."""
-
-    def __init__(self, console: Any, *, quiet: bool, plain: bool) -> None:
-        self.console, self.quiet, self.plain = console, quiet, plain
-        self.live: Any = None
-
-    def __enter__(self) -> _Display:
-        if not self.quiet and not self.plain:
-            from rich.live import Live
-
-            self.live = Live(console=self.console, refresh_per_second=4, transient=True)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    def note(self, message: str) -> None:
-        """A line that stays (above a live display), printed even with --quiet: the user asked for it."""
-        if self.live is not None:
-            self.live.console.print(message)
-        else:
-            print(message, flush=True)
-
-    def update(self, p: Progress) -> None:
-        if self.quiet:
-            return
-        line = _progress_line(p)
-        if self.live is not None:
-            self.live.update(f"{line}\n[dim]{p.last_event}[/dim]")
-        else:
-            print(f"{line} | {p.last_event}", flush=True)
-
-
-def _progress_line(p: Progress) -> str:
-    finished = p.done + p.stopped + p.failed
-    best = f"{p.best_val_acc:.4f}" if p.best_val_acc is not None else "-"
-    eta = ""
-    if finished and finished < p.budget:
-        eta = f" eta ~{_fmt_seconds(p.elapsed / finished * (p.budget - finished))}"
-    params = ", ".join(f"{k}={_fmt(v)}" for k, v in p.best_params.items())
-    return (f"trials {finished}/{p.budget}: {p.done} done, {p.stopped} stopped early, {p.running} running, "
-            f"{p.failed} failed | best val_acc {best} ({params}) | {_fmt_seconds(p.elapsed)}{eta}")
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
-def _fmt_seconds(s: float) -> str:
-    return f"{int(s // 60)}m{int(s % 60):02d}s"
-
-
-def _print_board(console: Any, board: Any) -> None:
-    """A rich table in a terminal; the Markdown table (pipe-friendly, never wrapped) otherwise."""
-    from rich.table import Table
-
-    from autoft.run.leaderboard import markdown
-
-    if not console.is_terminal:
-        print(markdown(board), end="")
-        return
-    table = Table(title="Leaderboard (ranked by val_acc)")
-    for col in board.table.columns:
-        table.add_column(str(col), overflow="fold")
-    for row in board.table.itertuples(index=False):
-        table.add_row(*("" if v is None or v != v else _fmt(v) for v in row))
-    console.print(table)
 
 
 @app.command()
@@ -242,17 +154,8 @@ def leaderboard(run: RunDir) -> None:
     from autoft.run.leaderboard import load_leaderboard
 
     board = load_leaderboard(run)
-    _print_board(_console(), board)
-    _print_reruns(board)
-
-
-def _print_reruns(board: Any) -> None:
-    """search.rerun_top_k's mean ± std table, when the run has reruns."""
-    from autoft.run.selection import rerun_markdown
-
-    text = rerun_markdown(board.records)
-    if text:
-        print(text, end="")
+    print_board(make_console(), board)
+    print_reruns(board)
 
 
 @app.command()
@@ -306,43 +209,6 @@ def backbones(pattern: Annotated[str, typer.Argument(help="fnmatch filter, e.g. 
     for name in list_backbones(pattern):
         spec = get_spec(name)
         print(f"{name:22} {spec.default_image_size:4d}px  features {spec.feature_dim:5d}  {spec.weights}")
-
-
-@datasets_app.command("list")
-def datasets_list() -> None:
-    """List the named datasets: classes, size and licence."""
-    from autoft.data import list_datasets
-    from autoft.data.registry import dataset_info
-
-    for name in list_datasets():
-        info = dataset_info(name)
-        print(f"{name:20} {info.num_classes:4d} classes  {info.size:32}  {info.licence}")
-
-
-@datasets_app.command("download")
-def datasets_download(
-    name: Annotated[str, typer.Argument(help="A dataset name (see `autoft datasets list`)")],
-    force: Annotated[bool, typer.Option(help="Download and extract again even when it is ready")] = False,
-) -> None:
-    """Download, verify and extract a named dataset into AUTOFT_HOME/datasets (resumes a partial download)."""
-    from autoft.data import dataset_info, download_dataset
-
-    info = dataset_info(name)
-    root = download_dataset(name, force=force)
-    print(f"{name}: ready at {root} ({info.num_classes} classes, {info.size}; licence: {info.licence})")
-
-
-@datasets_app.command("check")
-def datasets_check(
-    target: Annotated[str, typer.Argument(help="A dataset name, or a path (ImageFolder, PaddleHub lists, CSV)")],
-    flatten_nested: Annotated[bool, typer.Option(help="Nested folders of images are classes (a/b → 'a/b')")] = False,
-) -> None:
-    """Counts per class and split, imbalance, corrupt files, duplicates across splits, tiny images."""
-    from autoft.data import check_dataset, format_report
-
-    report = check_dataset(target, flatten_nested=flatten_nested)
-    print(format_report(report))
-    report.raise_for_errors()
 
 
 def _quiet_libraries(debug: bool) -> None:

@@ -1,9 +1,11 @@
-"""The YAML config: frozen dataclasses and Enums (schema), their rules, the loader, PaddleHub files, the space."""
+"""The config: frozen dataclasses and Enums (schema), the rules each value follows (rules), YAML in (loader),
+PaddleHub AutoDL Finetuner files (paddlehub) and the search space (space)."""
 from __future__ import annotations
 
+from autoft.config.loader import demo_config_path, load_config, parse_set, read_yaml_file
+from autoft.config.rules import parse_duration
 from autoft.config.schema import (OPTIMIZERS, RunConfig, TrainConfig, apply_params, config_from_dict, config_to_dict,
-                                  demo_config_path, first_config, load_config, parse_duration, parse_set,
-                                  read_yaml_file, resolve_image_size)
+                                  first_config, resolve_image_size)
 
 __all__ = ["RunConfig", "TrainConfig", "OPTIMIZERS", "apply_params", "config_from_dict", "config_to_dict",
            "demo_config_path", "first_config", "load_config", "parse_duration", "parse_set", "read_yaml_file",

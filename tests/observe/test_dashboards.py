@@ -227,7 +227,7 @@ def chromium_dom(url: str) -> str:
 def test_plain_progress_shows_counts_of_the_budget_best_params_elapsed_and_eta(capsys) -> None:
     from rich.console import Console
 
-    from autoft.cli.app import _Display, _progress_line
+    from autoft.cli.display import Display as _Display, progress_line as _progress_line
     from autoft.search.run import Progress
 
     p = Progress(budget=8, done=2, running=2, stopped=1, failed=1, interrupted=0, best_val_acc=0.8125,
