@@ -1,4 +1,4 @@
-"""``python -m benchmarks [NAME...]``: run the benchmarks (all seven by default), each in a fresh process so that
+"""``python -m benchmarks [NAME...]``: run the benchmarks (all of them by default), each in a fresh process so that
 one's Ray instance, threads or caches never bias the next; the summary lines are printed as they finish."""
 from __future__ import annotations
 

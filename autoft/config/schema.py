@@ -73,6 +73,14 @@ class Device(str, enum.Enum):
     GPU = "gpu"
 
 
+class EvalEngine(str, enum.Enum):
+    """What runs the forward passes that do not train (validation, the feature cache, the dry-run estimate)."""
+
+    AUTO = "auto"            # Paddle's inference engine, the dynamic graph if an export fails
+    INFERENCE = "inference"  # Paddle's inference engine on a fresh export of the current weights
+    DYGRAPH = "dygraph"      # the training model's own forward
+
+
 def names(kind: type[enum.Enum]) -> tuple[str, ...]:
     """The YAML spellings of an Enum, in declaration order (what validation accepts and messages list)."""
     return tuple(member.value for member in kind)
@@ -84,6 +92,7 @@ SAMPLERS = names(Sampler)
 SCHEDULERS = names(Scheduler)
 FINAL_FITS = names(FinalFit)
 DEVICES = names(Device)
+EVAL_ENGINES = names(EvalEngine)
 
 
 
@@ -131,6 +140,7 @@ class TrainConfig:
     num_workers: int = field(default=0, metadata=meta(non_negative))
     seed: int = field(default=0, metadata=meta(seed_value))
     freeze_backbone: bool = False
+    eval_engine: str = field(default="auto", metadata=meta(choice(EVAL_ENGINES)))
 
 
 @dataclass(frozen=True)

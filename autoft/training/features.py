@@ -31,8 +31,9 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from autoft._fs import autoft_home, make_tmp_dir, recover_dir, swap_dir
-from autoft.data import ImageData, normalize
+from autoft.data import ImageData
 from autoft.errors import TrialError
+from autoft.training.evaluation import EngineForward, Forward, make_forward
 from autoft.training.loop import TrainLoop, batches, evaluate_arrays, train_one_epoch
 
 __all__ = ["FEATURES_VERSION", "CachedFeatures", "FeatureBatches", "enabled", "features_dir", "weights_digest",
@@ -84,8 +85,9 @@ def feature_key(backbone: str, digest: str, image_size: int, data_fingerprint: s
 
 
 def load_or_compute(model: nn.Layer, data: ImageData, *, batch_size: int = 64, cache_dir: Path | None = None,
-                    log: Callable[[str], None] | None = None) -> CachedFeatures:
-    """The features of ``model.backbone`` for ``data``'s train and val images, computed on a cache miss."""
+                    log: Callable[[str], None] | None = None, engine: str = "auto") -> CachedFeatures:
+    """The features of ``model.backbone`` for ``data``'s train and val images, computed on a cache miss (through
+    Paddle's inference engine unless ``engine`` is ``dygraph``, see training.evaluation)."""
     log = log or (lambda _m: None)
     key = feature_key(model.spec.name, weights_digest(model.backbone), data.image_size, data.fingerprint)
     root = Path(cache_dir) if cache_dir is not None else features_dir()
@@ -101,7 +103,7 @@ def load_or_compute(model: nn.Layer, data: ImageData, *, batch_size: int = 64, c
             log(f"feature cache: reusing {entry} (computed by another trial meanwhile)")
             return CachedFeatures(key, *found, computed=False)
         started = time.perf_counter()
-        _compute(model, data, entry, key, batch_size)
+        _compute(model, data, entry, key, batch_size, engine, log)
     found = _try_load(entry, key, data)
     if found is None:
         raise TrialError(f"{entry}: feature cache entry is unreadable right after writing it")
@@ -133,19 +135,18 @@ def _try_load(entry: Path, key: str, data: ImageData) -> tuple[np.ndarray, np.nd
     return arrays
 
 
-@paddle.no_grad()
-def _compute(model: nn.Layer, data: ImageData, entry: Path, key: str, batch_size: int) -> None:
+def _compute(model: nn.Layer, data: ImageData, entry: Path, key: str, batch_size: int, engine: str,
+             log: Callable[[str], None]) -> None:
     tmp = make_tmp_dir(entry)
+    forward: Forward | None = None
     try:
-        model.backbone.eval()
-        mean, std = tuple(model.spec.mean), tuple(model.spec.std)
+        forward = make_forward(model.backbone, tuple(model.spec.mean), tuple(model.spec.std), data.image_size,
+                               engine, log)
         for name in _SPLITS:
             images = getattr(data, name).images
             out = np.lib.format.open_memmap(tmp / f"{name}_features.npy", mode="w+", dtype=np.float32,
                                             shape=(len(images), model.spec.feature_dim))
-            for start in range(0, len(images), batch_size):
-                x = paddle.to_tensor(normalize(images[start:start + batch_size], mean, std))
-                out[start:start + batch_size] = model.backbone(x).numpy()
+            forward(images, batch_size, out=out)
             out.flush()
             del out
         meta = {"key": key, "version": FEATURES_VERSION, "backbone": model.spec.name,
@@ -154,6 +155,8 @@ def _compute(model: nn.Layer, data: ImageData, entry: Path, key: str, batch_size
         (tmp / _META).write_text(json.dumps(meta, indent=1))
         swap_dir(tmp, entry)  # an entry already there is damaged or stale: the caller found it unreadable
     finally:
+        if isinstance(forward, EngineForward):
+            forward.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -183,7 +186,8 @@ def head_only_training(loop: TrainLoop, log: Callable[[str], None]) -> tuple[Epo
     The batch order, the lr schedule, the penalty and the NaN checks are the loop's; only the backbone pass is
     replaced by a lookup, so with ``augment: false`` the result matches training through the frozen backbone.
     """
-    feats = load_or_compute(loop.model, loop.data, batch_size=max(64, loop.cfg.batch_size * 2), log=log)
+    feats = load_or_compute(loop.model, loop.data, batch_size=max(64, loop.cfg.batch_size * 2), log=log,
+                            engine=loop.cfg.eval_engine)
     epoch_fn = functools.partial(train_one_epoch, inputs=FeatureBatches(feats.train, loop.data.train.labels),
                                  data_loss=head_loss)
     scorer = functools.partial(evaluate_arrays, loop.model.head, feats.val, loop.data.val.labels,

@@ -25,6 +25,7 @@ from autoft.errors import TrialError
 from autoft.run.bundle import BundleMeta, is_bundle, load_bundle, save_bundle
 from autoft.training import features
 from autoft.training.checkpoint import checkpoint_path, load_checkpoint, model_weights, save_checkpoint
+from autoft.training.evaluation import Evaluator, make_evaluator
 from autoft.training.loop import Log, TrainLoop, evaluate, steps_per_epoch, train_one_epoch
 from autoft.training.strategies import Strategy, build_strategy
 
@@ -124,12 +125,13 @@ class _Keeper:
     best: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     score: Callable[[], dict[str, float]] | None = None  # replaces `evaluate` (the feature cache's head-only path)
+    evaluator: Evaluator = evaluate  # train.eval_engine's (training.evaluation.make_evaluator)
 
     def __call__(self, loop: TrainLoop, epoch: int, epoch_value: float) -> None:
         if self.score is not None:
             metrics = self.score()
         else:
-            metrics = evaluate(self.model, self.data.val, loop.mean, loop.std, self.cfg.train.batch_size * 2)
+            metrics = self.evaluator(self.model, self.data.val, loop.mean, loop.std, self.cfg.train.batch_size * 2)
         if not math.isfinite(metrics["val_loss"]):
             raise TrialError(f"val_loss became {metrics['val_loss']} at epoch {epoch}, step {loop.step}")
         row = {"epoch": epoch_value, "step": loop.step, "train_loss": loop.take_train_loss(), **metrics,
@@ -163,7 +165,8 @@ def fit(cfg: RunConfig, data: ImageData, *, bundle_dir: Path | None = None, repo
     strategy = build_strategy(t, model, spe, t.epochs)
     net, rank, world = _parallel(model, t, device)
     bundle_dir = Path(bundle_dir) if bundle_dir is not None else None
-    keeper = _Keeper(cfg, data, model, bundle_dir, report, start, rank)
+    keeper = _Keeper(cfg, data, model, bundle_dir, report, start, rank,
+                     evaluator=make_evaluator(t.eval_engine, data.image_size, log))
     loop = TrainLoop(cfg=t, model=model, net=net, strategy=strategy, data=data, mean=tuple(model.spec.mean),
                      std=tuple(model.spec.std), steps_per_epoch=spe, on_eval=keeper,
                      log=log or (lambda _msg: None), scaler=_scaler(t, device), rank=rank, world=world)

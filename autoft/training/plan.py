@@ -51,7 +51,7 @@ def make_plan(cfg: RunConfig) -> Plan:
     from autoft.data.check import check_for_config
     from autoft.data import load_for_config
     from autoft.training.fit import build_model
-    from autoft.training.loop import TrainLoop, evaluate, steps_per_epoch, train_step
+    from autoft.training.loop import TrainLoop, steps_per_epoch, train_step
     from autoft.training.strategies import build_strategy
 
     report = check_for_config(cfg)
@@ -71,15 +71,32 @@ def make_plan(cfg: RunConfig) -> Plan:
     started = time.perf_counter()
     train_step(loop, *batch, 1)
     step = time.perf_counter() - started
-    started = time.perf_counter()
-    probe = type(data.val)(images=data.val.images[: t.batch_size * 2], labels=data.val.labels[: t.batch_size * 2])
-    evaluate(model, probe, loop.mean, loop.std, t.batch_size * 2)
-    eval_pass = (time.perf_counter() - started) * len(data.val) / max(1, len(probe))
+    eval_pass = _eval_seconds(model, data, t.eval_engine, max(64, t.batch_size * 2))
     return Plan(backbone=first.model.backbone, image_size=data.image_size, classes=data.num_classes,
                 n_train=len(data.train), n_val=len(data.val), trials=cfg.search.trials,
                 concurrency=_concurrency(cfg), epochs=t.epochs, steps_per_epoch=spe, batch_size=t.batch_size,
                 step_seconds=step,
                 eval_seconds=eval_pass, warnings=tuple(report.warnings))
+
+
+def _eval_seconds(model: Any, data: Any, engine: str, batch_size: int) -> float:
+    """One validation pass, estimated the way trials run it (train.eval_engine): the export and engine build
+    once per evaluation, then the forward on a probe of the validation images scaled to the whole split."""
+    from autoft.training.evaluation import EngineForward, make_forward
+
+    started = time.perf_counter()
+    forward = make_forward(model, tuple(model.spec.mean), tuple(model.spec.std), data.image_size, engine)
+    build = time.perf_counter() - started
+    try:
+        probe = data.val.images[:batch_size]
+        forward(probe, batch_size)  # warm-up: the engine's first run allocates
+        started = time.perf_counter()
+        forward(probe, batch_size)
+        per_image = (time.perf_counter() - started) / max(1, len(probe))
+    finally:
+        if isinstance(forward, EngineForward):
+            forward.close()
+    return build + per_image * len(data.val)
 
 
 def _first_batch(data: Any, batch_size: int) -> tuple[Any, Any]:
