@@ -12,24 +12,31 @@ __all__ = ["Classifier", "Head", "PooledBackbone", "chunk_groups"]
 
 
 class Head(nn.Layer):
-    def __init__(self, in_features: int, num_classes: int, dropout: float) -> None:
+    """Dropout and a linear classifier on the backbone's features; with ``hidden`` > 0 a hidden layer of that width
+    (Linear, ReLU, dropout) comes first. The classifier is ``fc`` either way, so a linear head's weights keep their
+    names (``head.fc.*``)."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float, hidden: int = 0) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_features, num_classes)
+        self.hidden = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout)) if hidden else None
+        self.fc = nn.Linear(hidden or in_features, num_classes)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return self.fc(self.dropout(x))
+        x = self.dropout(x)
+        return self.fc(x if self.hidden is None else self.hidden(x))
 
 
 class Classifier(nn.Layer):
     """``forward(x)``: x float32 [N,3,H,W], already normalised with ``spec.mean``/``spec.std`` -> logits."""
 
-    def __init__(self, spec: BackboneSpec, backbone: nn.Layer, num_classes: int, dropout: float) -> None:
+    def __init__(self, spec: BackboneSpec, backbone: nn.Layer, num_classes: int, dropout: float,
+                 head_hidden: int = 0) -> None:
         super().__init__()
         self.spec = spec
         self.num_classes = num_classes
         self.backbone = backbone
-        self.head = Head(spec.feature_dim, num_classes, dropout)
+        self.head = Head(spec.feature_dim, num_classes, dropout, head_hidden)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.head(self.backbone(x))

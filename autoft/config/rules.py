@@ -14,8 +14,9 @@ from autoft.errors import ConfigError
 __all__ = ["check_run_name", "meta", "choice", "positive", "non_negative", "fraction", "open_fraction",
            "half_fraction", "epoch_or_steps", "at_least_two", "seed_value", "image_size", "auto_or_count",
            "parse_duration", "backbone_name", "pretrained_source", "unknown_key", "IMAGE_SIZES", "WEIGHT_SUFFIXES",
-           "SEEDS"]
+           "SEEDS", "head_width", "MAX_HEAD_HIDDEN"]
 
+MAX_HEAD_HIDDEN = 16384  # units in the head's hidden layer: wider than any backbone's features
 IMAGE_SIZES = (16, 1024)  # pixels per side: below, the backbones pool to nothing; above, one image fills a GPU
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".pdparams")  # what backbones.loading reads
 SEEDS = 2**31  # numpy's RandomState takes < 2**32; search.seed + trials done and train.seed + k must fit too
@@ -109,6 +110,13 @@ def auto_or_count(key: str, value: Any) -> Any:
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def head_width(key: str, value: Any) -> Any:
+    if not 0 <= value <= MAX_HEAD_HIDDEN:
+        raise ConfigError(f"{key}: must be 0 (a linear head) or a hidden width up to {MAX_HEAD_HIDDEN}, "
+                          f"got {quote(value)}")
+    return value
 
 
 def parse_duration(key: str, value: Any) -> float | None:

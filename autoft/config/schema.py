@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autoft.config.paddlehub import param_list
-from autoft.config.rules import (auto_or_count, at_least_two, backbone_name, check_run_name, choice,
+from autoft.config.rules import (auto_or_count, head_width, at_least_two, backbone_name, check_run_name, choice,
                                  epoch_or_steps, fraction, half_fraction, image_size, meta, non_negative,
                                  open_fraction, parse_duration, positive, pretrained_source, seed_value, unknown_key)
 from autoft.errors import ConfigError
@@ -111,6 +111,7 @@ class DataConfig:
 class ModelConfig:
     backbone: str = field(default="efficientnet_lite0", metadata=meta(backbone_name))
     pretrained: str = field(default="imagenet", metadata=meta(pretrained_source))
+    head_hidden: int = field(default=0, metadata=meta(head_width))
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class BundleMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str = ""
     num_train_samples: int = 0
+    head_hidden: int = 0  # the head's hidden width (model.head_hidden); 0 is a linear head
     autoft_version: str = ""
     paddle_version: str = ""
     created: str = ""
@@ -153,6 +154,7 @@ _RULES: dict[str, Rule] = {
     "metrics": _mapping,
     "data_fingerprint": _text(non_empty=False),
     "num_train_samples": _count(0, None, ""),
+    "head_hidden": _count(0, 16384, ""),
     "autoft_version": _text(non_empty=False),
     "paddle_version": _text(non_empty=False),
     "created": _text(non_empty=False),

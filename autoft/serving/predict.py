@@ -151,10 +151,11 @@ class Predictor:
 
         from autoft.backbones import create
 
-        model = create(self.meta.backbone, self.meta.num_classes, "none")
+        model = create(self.meta.backbone, self.meta.num_classes, "none", self.meta.head_hidden)
+        hidden = f", a {self.meta.head_hidden}-wide hidden head layer" if self.meta.head_hidden else ""
         check_weights_fit(weights, {k: v.shape for k, v in model.state_dict().items()},
                           str(self.bundle_dir / WEIGHTS_FILE),
-                          f"{self.meta.backbone} with {self.meta.num_classes} classes ({META_FILE})")
+                          f"{self.meta.backbone} with {self.meta.num_classes} classes{hidden} ({META_FILE})")
         model.set_state_dict({k: paddle.to_tensor(v) for k, v in weights.items()})
         model.eval()
         return model

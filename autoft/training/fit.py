@@ -74,7 +74,7 @@ def _hparams(cfg: RunConfig) -> dict[str, Any]:
 def build_model(cfg: RunConfig, num_classes: int) -> nn.Layer:
     """``cfg.model``'s backbone with a new ``num_classes`` head and its pretrained weights, with ``train.dropout``
     in the head and, for ``train.freeze_backbone``, a backbone that never trains."""
-    model = create(cfg.model.backbone, num_classes, cfg.model.pretrained)
+    model = create(cfg.model.backbone, num_classes, cfg.model.pretrained, cfg.model.head_hidden)
     if cfg.train.dropout is not None:
         for layer in model.head.sublayers(include_self=True):
             if isinstance(layer, nn.Dropout):
@@ -213,6 +213,7 @@ def _save_bundle(path: Path, cfg: RunConfig, data: ImageData, model: nn.Layer, m
     spec = model.spec
     meta = BundleMeta(backbone=spec.name, num_classes=data.num_classes, class_names=tuple(data.class_names),
                       image_size=data.image_size, mean=tuple(spec.mean), std=tuple(spec.std), hparams=_hparams(cfg),
+                      head_hidden=cfg.model.head_hidden,
                       metrics=dict(metrics), data_fingerprint=data.fingerprint, num_train_samples=len(data.train))
     return save_bundle(path, model_weights(model), meta)
 
