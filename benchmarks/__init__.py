@@ -17,7 +17,8 @@ from typing import Any
 __all__ = ["BENCHMARKS", "RESULTS", "Goal", "Recorder", "interleave", "paired_ratio", "median", "machine", "quiet"]
 
 BENCHMARKS = ("trainer_step", "search_efficiency", "preprocess_cache", "feature_cache", "predict_throughput",
-              "sample_efficiency", "cli_help", "eval_throughput")
+              "sample_efficiency", "cli_help", "eval_throughput", "train_throughput",
+              "demo_search", "train_command")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
