@@ -10,10 +10,11 @@ for the rest of the run, with one log line, if an export fails; ``dygraph`` neve
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from autoft.errors import DataError
 from autoft.serving.engine import InferenceRunner, export_layer
 from autoft.training.loop import evaluate
 
-__all__ = ["Evaluator", "Forward", "EngineForward", "metrics_from_logits", "make_forward", "make_evaluator",
+__all__ = ["Evaluator", "Forward", "EngineForward", "cpu_threads", "metrics_from_logits", "make_forward", "make_evaluator",
            "engine_threads"]
 
 Log = Callable[[str], None]
@@ -40,6 +41,24 @@ def engine_threads() -> int:
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
     except ValueError:
         return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Paddle's CPU math (the dynamic graph's kernels) and inference engines built inside the block use ``n``
+    threads; the process's setting comes back afterwards. For work in the driver once no trial runs (the final
+    fit, the test split, the report): Paddle sets OMP_NUM_THREADS=1 in a process that left it unset."""
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(max(1, n))
+    paddle.base.core.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
+        paddle.base.core.set_num_threads(engine_threads() if old is not None else 1)
 
 
 def metrics_from_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:

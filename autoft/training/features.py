@@ -37,7 +37,7 @@ from autoft.training.evaluation import EngineForward, Forward, make_forward
 from autoft.training.loop import TrainLoop, batches, evaluate_arrays, train_one_epoch
 
 __all__ = ["FEATURES_VERSION", "CachedFeatures", "FeatureBatches", "enabled", "features_dir", "weights_digest",
-           "feature_key", "load_or_compute", "head_only_training", "head_loss"]
+           "feature_key", "load_or_compute", "publish_train_plus_val", "head_only_training", "head_loss"]
 
 FEATURES_VERSION = 1
 _META = "meta.json"
@@ -137,16 +137,25 @@ def _try_load(entry: Path, key: str, data: ImageData) -> tuple[np.ndarray, np.nd
 
 def _compute(model: nn.Layer, data: ImageData, entry: Path, key: str, batch_size: int, engine: str,
              log: Callable[[str], None]) -> None:
-    tmp = make_tmp_dir(entry)
     forward: Forward | None = None
     try:
         forward = make_forward(model.backbone, tuple(model.spec.mean), tuple(model.spec.std), data.image_size,
                                engine, log)
+        _publish(entry, key, model, data, lambda name, out: forward(getattr(data, name).images, batch_size, out=out))
+    finally:
+        if isinstance(forward, EngineForward):
+            forward.close()
+
+
+def _publish(entry: Path, key: str, model: nn.Layer, data: ImageData,
+             fill: Callable[[str, np.ndarray], None]) -> None:
+    """Write an entry for ``data`` (``fill(split, out)`` writes a split's rows) and swap it into place."""
+    tmp = make_tmp_dir(entry)
+    try:
         for name in _SPLITS:
-            images = getattr(data, name).images
             out = np.lib.format.open_memmap(tmp / f"{name}_features.npy", mode="w+", dtype=np.float32,
-                                            shape=(len(images), model.spec.feature_dim))
-            forward(images, batch_size, out=out)
+                                            shape=(len(getattr(data, name)), model.spec.feature_dim))
+            fill(name, out)
             out.flush()
             del out
         meta = {"key": key, "version": FEATURES_VERSION, "backbone": model.spec.name,
@@ -155,9 +164,34 @@ def _compute(model: nn.Layer, data: ImageData, entry: Path, key: str, batch_size
         (tmp / _META).write_text(json.dumps(meta, indent=1))
         swap_dir(tmp, entry)  # an entry already there is damaged or stale: the caller found it unreadable
     finally:
-        if isinstance(forward, EngineForward):
-            forward.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_train_plus_val(model: nn.Layer, data: ImageData, merged: ImageData, *, cache_dir: Path | None = None,
+                           log: Callable[[str], None] | None = None, engine: str = "auto") -> None:
+    """Give ``merged`` (``data``'s train and val images as one training split, its val split as val: a final fit's
+    data) a cache entry made from ``data``'s, so the refit trains on the features the search computed instead of
+    running the backbone over every image again."""
+    log = log or (lambda _m: None)
+    if len(merged.train) != len(data.train) + len(data.val) or merged.fingerprint == data.fingerprint:
+        raise ValueError("merged must be data's train+val with a fingerprint of its own")
+    source = load_or_compute(model, data, cache_dir=cache_dir, log=log, engine=engine)
+    key = feature_key(model.spec.name, weights_digest(model.backbone), merged.image_size, merged.fingerprint)
+    root = Path(cache_dir) if cache_dir is not None else features_dir()
+    entry = root / key
+    with _locked(root / f".{key}.lock"):
+        if _try_load(recover_dir(entry), key, merged) is not None:
+            return
+        parts = {"train": (source.train, source.val), "val": (source.val,)}
+
+        def fill(name: str, out: np.ndarray) -> None:
+            at = 0
+            for part in parts[name]:
+                out[at:at + len(part)] = part
+                at += len(part)
+
+        _publish(entry, key, model, merged, fill)
+    log(f"feature cache: train+val features for the final fit from {root / source.key}")
 
 
 @dataclass(frozen=True, eq=False)

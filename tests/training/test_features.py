@@ -116,3 +116,29 @@ def test_concurrent_head_only_trials_compute_the_features_once(shapes, tmp_path)
     assert sum("feature cache: reusing" in log for log in logs) == 1, logs
     assert len(entries_for(data.fingerprint)) == 1
     assert load_bundle(outcome.best_model).meta.hparams["freeze_backbone"] is True
+
+
+def test_a_final_fit_reuses_the_searchs_features_for_train_plus_val(shapes, tmp_path, monkeypatch):
+    from autoft.search.reruns import train_plus_val
+    from autoft.training import evaluation
+
+    data = load_data(dataset=None, path=str(shapes), image_size=32, val_split=0.25)
+    model = create("efficientnet_lite0", data.num_classes, "imagenet")
+    cache = tmp_path / "features"
+    source = features.load_or_compute(model, data, cache_dir=cache)
+    merged = train_plus_val(data)
+    assert merged.fingerprint != data.fingerprint and len(merged.train) == len(data.train) + len(data.val)
+
+    def no_backbone_pass(*args, **kwargs):
+        raise AssertionError("the backbone ran again")
+
+    monkeypatch.setattr(features, "make_forward", no_backbone_pass)
+    monkeypatch.setattr(evaluation, "make_forward", no_backbone_pass)
+    logs: list[str] = []
+    features.publish_train_plus_val(model, data, merged, cache_dir=cache, log=logs.append)
+    again = features.load_or_compute(model, merged, cache_dir=cache)
+    assert not again.computed and any("train+val features for the final fit" in line for line in logs)
+    np.testing.assert_array_equal(again.train, np.concatenate([source.train, source.val]))
+    np.testing.assert_array_equal(again.val, source.val)
+    kept = features.load_or_compute(model, data, cache_dir=cache)  # the search's own entry is left as it was
+    assert not kept.computed and len(kept.train) == len(data.train)
