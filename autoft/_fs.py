@@ -19,7 +19,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -28,8 +28,8 @@ import numpy as np
 
 from autoft.errors import AutoftError
 
-__all__ = ["autoft_home", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "make_tmp_dir", "swap_dir", "recover_dir", "swap_in_flight", "clean_orphans", "check_writable", "RunLock",
+__all__ = ["autoft_home", "remove_tree", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "write_safetensors", "make_tmp_dir", "swap_dir", "recover_dir", "swap_in_flight", "clean_orphans", "check_writable", "RunLock",
            "LOCK_FILE"]
 
 
@@ -128,6 +128,14 @@ def _sibling(dest: Path, kind: str) -> Path:
     return dest.with_name(f"{_sibling_prefix(dest, kind)}{os.getpid()}@{_host_tag()}-{secrets.token_hex(4)}")
 
 
+def write_safetensors(path: str | Path, arrays: Mapping[str, Any]) -> None:
+    """safetensors' save_file, with the mode every other file gets (it leaves 0o600 whatever the umask)."""
+    from safetensors.numpy import save_file
+
+    save_file(dict(arrays), str(path))
+    os.chmod(path, _file_mode())
+
+
 def make_tmp_dir(dest: str | Path) -> Path:
     """An empty `.NAME.tmp-PID@HOST-RAND` folder beside ``dest`` to fill and then swap_dir into place."""
     dest = Path(dest)
@@ -169,6 +177,14 @@ def _discard(path: Path, dest: Path) -> None:
     except OSError:  # gone (a reader moved it back to dest, another cleaner took it) or not ours to delete
         return
     _remove(doomed)
+
+
+def remove_tree(path: str | Path) -> None:
+    """Remove a folder atomically as others see it: renamed to a hidden `.NAME.tmp-*` sibling, then deleted."""
+    path = Path(path)
+    if not path.exists():
+        return
+    _discard(path, path)
 
 
 def swap_dir(tmp: str | Path, dest: str | Path) -> Path:

@@ -24,7 +24,7 @@ def shapes_config(shapes_dir: Path, **search_overrides: object) -> dict:
     }
 
 
-STUDY = "shapes-dash"
+STUDY = "dash"  # the study is named after the run folder (--name)
 _RUNS: dict[str, SearchOutcome] = {}
 
 
@@ -35,7 +35,7 @@ def run_config(shapes_dir: Path) -> dict:
     trials draw the others).
     """
     return {
-        "name": STUDY,
+        "name": "shapes-dash",
         "data": {"path": str(shapes_dir), "image_size": 32, "val_split": 0.25},
         "model": {"backbone": "efficientnet_lite0", "pretrained": "imagenet"},
         "train": {"epochs": 2, "batch_size": 8, "log_interval": 2},
@@ -49,5 +49,5 @@ def run_config(shapes_dir: Path) -> dict:
 def searched_run(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SearchOutcome:
     if "run" not in _RUNS:
         _RUNS["run"] = search(config_from_dict(run_config(shapes_dir)),
-                              results_dir=tmp_path_factory.mktemp("dash_results"), name="dash")
+                              results_dir=tmp_path_factory.mktemp("dash_results"), name=STUDY)
     return _RUNS["run"]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from autoft.run.layout import RunDir
+from autoft.run.storage import driver_url, hide_secret, read_study, shown_url, with_password
 from autoft.errors import AutoftError, ConfigError
 
 __all__ = ["serve", "KINDS", "DEFAULT_PORTS", "ray_dashboard_help"]
@@ -21,13 +22,18 @@ def _run_dir(run: Path | None, kind: str) -> Path:
     return RunDir.require(run, f"dashboard {kind}:").path
 
 
-def _storage_url(run: Path | None, storage: str | None) -> str:
+def _storage_url(run: Path | None, storage: str | None) -> tuple[str, str | None]:
+    """The database to serve (with its password, for the server only) and the study the run's study.json names."""
     if storage:
-        return storage
-    db = RunDir(_run_dir(run, "optuna")).optuna_db
-    if not db.is_file():
+        return with_password(driver_url(storage)), None
+    rundir = RunDir(_run_dir(run, "optuna"))
+    legacy = rundir.load_config("dashboard optuna").name if rundir.config_file.is_file() else rundir.path.name
+    ref = read_study(rundir, legacy)
+    if ref.url is not None:
+        return with_password(driver_url(ref.url, f"dashboard optuna: {rundir.path.name}'s storage")), ref.name
+    if not rundir.optuna_db.is_file():
         raise AutoftError(f"dashboard optuna: no optuna.db in {run}; pass --storage URL if the study lives elsewhere")
-    return f"sqlite:///{db.resolve()}"
+    return f"sqlite:///{rundir.optuna_db}", ref.name
 
 
 def serve(kind: str, run: Path | None, *, host: str = "127.0.0.1", port: int | None = None,
@@ -43,7 +49,7 @@ def serve(kind: str, run: Path | None, *, host: str = "127.0.0.1", port: int | N
         raise ConfigError(f"dashboard --port: must be in 1..65535, got {port}")
     _warn_if_exposed(host)
     if kind == "optuna":
-        _optuna(_storage_url(run, storage), host, port)
+        _optuna(*_storage_url(run, storage), host, port)
     else:
         _visualdl(_run_dir(run, kind), host, port)
 
@@ -58,7 +64,7 @@ def _warn_if_exposed(host: str) -> None:
               "the run", file=sys.stderr)
 
 
-def _optuna(url: str, host: str, port: int) -> None:
+def _optuna(url: str, study: str | None, host: str, port: int) -> None:
     import optuna
     from optuna_dashboard import run_server
 
@@ -66,9 +72,12 @@ def _optuna(url: str, host: str, port: int) -> None:
     try:
         summaries = optuna.get_all_study_summaries(url, include_best_trial=False)
     except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL
-        raise AutoftError(f"dashboard optuna: cannot open {url} ({type(exc).__name__}: {exc})") from None
+        reason = hide_secret(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200])
+        raise AutoftError(f"dashboard optuna: cannot open {shown_url(url)} ({type(exc).__name__}: {reason})") from None
     studies = ", ".join(f"{s.study_name} ({s.n_trials} trials)" for s in summaries) or "no study yet"
-    print(f"Optuna dashboard for {url} [{studies}]: http://{_url_host(host)}:{port}/  (Ctrl-C to stop)", flush=True)
+    this = f" this run's study: {study};" if study else ""
+    print(f"Optuna dashboard for {shown_url(url)} [{studies}];{this} http://{_url_host(host)}:{port}/  "
+          "(Ctrl-C to stop)", flush=True)
     run_server(url, host=host, port=port)
 
 
@@ -98,7 +107,7 @@ def ray_dashboard_help() -> str:
         "  local:   autoft search CONFIG --ray-dashboard   (needs: pip install 'autoft[ray-dashboard]', i.e. "
         "ray[default])\n"
         "           prints 'Ray dashboard: http://127.0.0.1:8265' when Ray starts; it closes when the search ends.\n"
-        "  cluster: autoft search CONFIG --address ray://HEAD:10001 (or auto) prints the cluster's dashboard URL "
+        "  cluster: autoft search CONFIG --address HEAD:6379 (or auto) prints the cluster's dashboard URL "
         "when it attaches;\n"
         "           it is usually http://HEAD:8265 and outlives the search.\n"
         "With Ray's token authentication on, the page asks for the token that `ray get-auth-token` prints.")

@@ -23,8 +23,9 @@ import numpy as np
 from autoft.run.bundle import is_bundle
 from autoft._fs import atomic_write_bytes, atomic_write_text
 from autoft.run.layout import BEST_DIR, RunDir
-from autoft.run.leaderboard import Leaderboard, load_leaderboard
+from autoft.run.leaderboard import Leaderboard, is_blank, load_leaderboard
 from autoft.run.records import TrialStatus
+from autoft.run.storage import StudyRef, open_storage, read_study, shown_url
 
 __all__ = ["Plot", "Report", "write_report", "try_write_report", "REPORT_DIR", "REPORT_HTML"]
 
@@ -89,23 +90,25 @@ def try_write_report(run_dir: str | Path, *, storage_url: str | None = None) -> 
 
 
 def _load_run(run_dir: Path, storage_url: str | None) -> _Run:
-    cfg = RunDir(run_dir).load_config("report")
-    study, note = _load_study(run_dir, cfg.name, storage_url)
+    run = RunDir(run_dir)
+    cfg = run.load_config("report")
+    study, note = _load_study(run, read_study(run, cfg.name), storage_url)
     return _Run(dir=run_dir, cfg=cfg, board=load_leaderboard(run_dir), study=study, study_note=note)
 
 
-def _load_study(run_dir: Path, name: str, storage_url: str | None) -> tuple[Any | None, str]:
+def _load_study(run: RunDir, ref: StudyRef, storage_url: str | None) -> tuple[Any | None, str]:
+    """The run's study where study.json says it lives (``storage_url`` overrides); a storage that cannot be
+    opened is an error, so a good report is never replaced by one without the Optuna plots."""
     import optuna
 
-    db = run_dir / "optuna.db"
-    if storage_url is None and not db.is_file():
+    url = storage_url or ref.url
+    if url is None and not run.optuna_db.is_file():
         return None, "no optuna.db in the run folder (pass --storage URL if the study lives elsewhere)"
-    url = storage_url or f"sqlite:///{db.resolve()}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(run.path, url, "report --storage" if storage_url else f"report: {run.path.name}'s storage")
     try:
-        return optuna.load_study(study_name=name, storage=url), ""
+        return optuna.load_study(study_name=ref.name, storage=storage), ""
     except KeyError:
-        return None, f"no study named {name!r} in {url}"
+        return None, f"no study named {ref.name!r} in {shown_url(url) if url else run.optuna_db}"
 
 
 def _draw(out: Path, name: str, title: str, builder: Callable[[_Run], tuple[Any, str]], run: _Run) -> Plot:
@@ -301,7 +304,7 @@ def _figure(plot: Plot) -> str:
 
 
 def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and v != v):
+    if is_blank(v):
         return ""
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 

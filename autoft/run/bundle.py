@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from autoft.errors import BundleError
-from autoft._fs import atomic_write_json, make_tmp_dir, recover_dir, swap_dir, swap_in_flight
+from autoft._fs import atomic_write_json, make_tmp_dir, recover_dir, swap_dir, swap_in_flight, write_safetensors
 
 __all__ = ["BundleMeta", "Bundle", "BundleReplaced", "save_bundle", "load_bundle", "is_bundle", "copy_bundle",
            "check_weights_fit", "WEIGHTS_FILE", "META_FILE", "MAX_IMAGE_SIZE"]
@@ -227,7 +227,6 @@ def _versions() -> tuple[str, str]:
 
 
 def save_bundle(path: str | Path, weights: Mapping[str, np.ndarray], meta: BundleMeta) -> Path:
-    from safetensors.numpy import save_file
 
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -238,7 +237,7 @@ def save_bundle(path: str | Path, weights: Mapping[str, np.ndarray], meta: Bundl
     tmp = make_tmp_dir(dest)
     try:
         arrays = {k: np.ascontiguousarray(v) for k, v in weights.items()}
-        save_file(arrays, str(tmp / WEIGHTS_FILE))
+        write_safetensors(tmp / WEIGHTS_FILE, arrays)
         atomic_write_json(tmp / META_FILE, meta.to_json())
         swap_dir(tmp, dest)
     except BaseException:

@@ -1,7 +1,8 @@
 """RunDir: every path of a run folder, the one "is this a run" check, its config and its storage URL.
 
 A run folder (``results/<run>/``) holds ``config.yaml`` (the resolved config, as run), ``optuna.db`` (unless the
-study lives in a ``--storage`` database), ``trials/<id>/`` (trial.json, bundle/, visualdl/, error.txt),
+study lives in a ``--storage`` database), ``study.json`` (where the study lives, without a password, and its name:
+autoft.run.storage), ``trials/<id>/`` (trial.json, bundle/, visualdl/, error.txt),
 ``interrupted/`` (trials a resume re-runs), ``leaderboard.{csv,md}``, ``best_model/`` (the winner),
 ``best_trial_model/`` (the selection bundle after a final fit), ``report/``, ``test_metrics.json`` and ``ray/``
 (Ray Tune's own experiment folders).

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
+from autoft._fs import write_safetensors
 from autoft.config import RunConfig
 from autoft.config.schema import Scheduler
 
@@ -103,7 +104,7 @@ def _drop_optimizer_state(path: Path) -> None:
     from autoft.training.checkpoint import OPTIMIZER_FILE, STATE_FILE
 
     extras = {k: v for k, v in load_file(str(path / OPTIMIZER_FILE)).items() if k.startswith("extra::")}
-    save_file(extras, str(path / OPTIMIZER_FILE))
+    write_safetensors(path / OPTIMIZER_FILE, extras)
     state = json.loads((path / STATE_FILE).read_text())
     state["optimizer"] = {}
     (path / STATE_FILE).write_text(json.dumps(state))

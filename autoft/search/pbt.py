@@ -179,3 +179,9 @@ class PbtSearcher(BasicVariantGenerator):
 
     def optuna_number(self, trial_id: str) -> int | None:
         return self.numbers.get(trial_id)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "study": None}  # as StudySearch: tuner.pkl must not hold the storage's password
+
+    def save_to_dir(self, dirpath: str, session_str: str) -> bool:
+        return False  # as StudySearch.save: a pickle in ray/ would hold the storage URL; the study is the state

@@ -24,7 +24,8 @@ from autoft.search.trial import out_of_memory_line
 __all__ = ["Progress", "WORKER_KEYS", "TrialNumbers", "Recorder", "RecorderCallback", "os_oom_kills",
            "ray_error_line"]
 
-WORKER_KEYS = ("cpu_threads", "gpu_ids")  # what a trial says about its worker, kept in trial.json `extra`
+# what a trial says about its worker, kept in trial.json `extra`
+WORKER_KEYS = ("cpu_threads", "gpu_ids", "node_id", "hostname")
 
 
 class TrialNumbers(Protocol):
@@ -56,7 +57,7 @@ class Recorder:
     def snapshot(self, event: str = "") -> Progress:
         recs = list(self.records.values())
         count = Counter(r.status for r in recs)
-        scored = [r for r in recs if r.best is not None and r.status is not TrialStatus.FAILED]
+        scored = [r for r in recs if r.best is not None and r.status.finished]  # as the leaderboard ranks them
         best = max(scored, key=lambda r: r.best["val_acc"], default=None)
         return Progress(budget=self.cfg.search.trials, done=count[TrialStatus.COMPLETED],
                         running=count[TrialStatus.RUNNING], stopped=count[TrialStatus.STOPPED],

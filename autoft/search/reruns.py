@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import ray
 from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.search import Searcher
@@ -27,7 +26,7 @@ from autoft.run.layout import RunDir
 from autoft.run.records import TrialRecord, read_trials
 from autoft.run.selection import rerun_plan
 from autoft.search.recorder import Progress, Recorder
-from autoft.search.tuner import ray_init, run_tuner
+from autoft.search.tuner import run_tuner
 
 __all__ = ["PlanSearcher", "RerunTagger", "run_reruns", "train_plus_val", "final_fit"]
 
@@ -66,29 +65,26 @@ class RerunTagger(tune.Callback):
         self.recorder.annotate(trial.trial_id, {"rerun_of": spec.get("rerun_of"), "seed": spec.get("seed")})
 
 
-def run_reruns(cfg: RunConfig, run_dir: Path, *, address: str | None = None,
-               on_progress: Callable[[Progress], None] | None = None) -> int:
-    """Run ``rerun_plan`` as Ray trials (FIFO, the search's resources); returns how many ran."""
+def run_reruns(cfg: RunConfig, run_dir: Path, *, on_progress: Callable[[Progress], None] | None = None) -> int:
+    """Run ``rerun_plan`` as Ray trials (FIFO, the search's resources) on the Ray the search started (its
+    RaySession); returns how many ran."""
     plan = rerun_plan(cfg, read_trials(run_dir))
     if not plan:
         return 0
     rerun_cfg = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, scheduler=Scheduler.FIFO.value))
-    started_ray = ray_init(address, False)
-    try:
-        searcher = PlanSearcher(plan)
-        recorder = Recorder(run_dir, rerun_cfg, searcher, on_progress, time.time())
-        run_tuner(rerun_cfg, run_dir, searcher=searcher, recorder=recorder, name="rerun", num_samples=len(plan),
-                  param_names=(*cfg.space.names, SEED_KEY), callbacks=[RerunTagger(searcher, recorder)])
-    finally:
-        if started_ray:
-            ray.shutdown()
+    searcher = PlanSearcher(plan)
+    recorder = Recorder(run_dir, rerun_cfg, searcher, on_progress, time.time())
+    run_tuner(rerun_cfg, run_dir, searcher=searcher, recorder=recorder, name="rerun", num_samples=len(plan),
+              param_names=(*cfg.space.names, SEED_KEY), callbacks=[RerunTagger(searcher, recorder)])
     return len(plan)
 
 
 def train_plus_val(data: ImageData) -> ImageData:
+    """The train and val images as one training split (val stays as it was); a fingerprint of its own, so no cache
+    entry of ``data`` is taken for it."""
     merged = Split(np.concatenate([np.asarray(data.train.images), np.asarray(data.val.images)]),
                    np.concatenate([data.train.labels, data.val.labels]))
-    return dataclasses.replace(data, train=merged)
+    return dataclasses.replace(data, train=merged, fingerprint=f"{data.fingerprint}+val")
 
 
 def final_fit(cfg: RunConfig, run_dir: Path, winner: TrialRecord, data: ImageData,
@@ -99,8 +95,9 @@ def final_fit(cfg: RunConfig, run_dir: Path, winner: TrialRecord, data: ImageDat
     refit's own epochs and steps. Validation images are part of this training set, so the refit's bundle.json
     carries no val_acc of its own: ``metrics.selection_val_acc`` is the winner run's, for reference.
     """
-    from autoft.training.checkpoint import MODEL_FILE, checkpoint_path  # paddle: imported when a refit runs
-    from autoft.training.fit import fit
+    from autoft.training import features  # paddle: imported when a refit runs
+    from autoft.training.checkpoint import MODEL_FILE, checkpoint_path
+    from autoft.training.fit import build_model, fit
 
     run = RunDir(Path(run_dir))
     epochs = max(1, math.ceil(float(winner.best["epoch"])))
@@ -111,6 +108,9 @@ def final_fit(cfg: RunConfig, run_dir: Path, winner: TrialRecord, data: ImageDat
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs, save_ckpt_interval=epochs,
                                                              eval_interval="epoch"))
     merged = train_plus_val(data)
+    if cfg.train.freeze_backbone and features.enabled():  # the refit reuses the features the trials computed
+        features.publish_train_plus_val(build_model(cfg, data.num_classes), data, merged, log=log,
+                                        engine=cfg.train.eval_engine)
     if is_bundle(run.best_model):
         copy_bundle(run.best_model, run.best_trial_model)
     tmp = Path(tempfile.mkdtemp(prefix=".final-fit-", dir=run.path))

@@ -1,5 +1,5 @@
-"""Reopening a run: its Optuna storage (opened early, so a bad one fails before anything is written) and, on
-``--resume``, trial.json files reconciled with the study after a crash."""
+"""``--resume``: trial.json files reconciled with the run's Optuna study after a crash (the storage itself is opened
+by autoft.run.storage.open_storage)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,26 +9,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from autoft.errors import ConfigError
 from autoft.run.layout import RunDir
 from autoft.run.records import TrialStatus, read_trials
 
-__all__ = ["open_storage", "prepare_resume"]
-
-
-def open_storage(run_dir: Path, url: str | None) -> optuna.storages.RDBStorage:
-    """The run's own SQLite study, or ``--storage URL`` (PostgreSQL, MySQL, another SQLite file)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run = RunDir(Path(run_dir))
-    what = f"--storage {url}" if url else str(run.optuna_db)
-    url = run.storage_url(url)
-    try:
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=None)
-        storage.get_all_studies()  # a garbage SQLite file opens lazily: read it now, not inside the first trial
-        return storage
-    except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or file
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-        raise ConfigError(f"{what}: cannot open the Optuna study storage ({type(exc).__name__}: {reason})") from None
+__all__ = ["prepare_resume"]
 
 
 def prepare_resume(run_dir: Path, storage: optuna.storages.BaseStorage, study_name: str, epochs: int) -> int:

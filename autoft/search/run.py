@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import importlib.util
-import shutil
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from autoft._fs import atomic_write_text, autoft_home
+from autoft._fs import atomic_write_text, autoft_home, remove_tree
 from autoft.config import RunConfig, config_to_dict
 from autoft.errors import PADDLE_MISSING, AutoftError, ConfigError
 from autoft.run.leaderboard import Leaderboard, promote_best, write_leaderboard
@@ -23,7 +23,9 @@ from autoft.observe.report import try_write_report
 from autoft._fs import LOCK_FILE, RunLock, check_writable
 from autoft.config.rules import check_run_name
 from autoft.run.layout import RunDir
-from autoft.search.resume import open_storage, prepare_resume
+from autoft.run.storage import (StudyRef, check_study_name, open_storage, read_study, recorded_url,
+                                 shown_url, write_study)
+from autoft.search.resume import prepare_resume
 from autoft.search.progress import Progress
 from autoft.search.trial import load_trial_data
 
@@ -103,109 +105,158 @@ def _check_ray_dashboard_deps() -> None:
 
 def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results", name: str | None = None,
            resume: str | Path | None = None, address: str | None = None, storage_url: str | None = None,
-           ray_dashboard: bool = False, on_progress: Callable[[Progress], None] | None = None,
+           study: str | None = None, ray_dashboard: bool = False,
+           on_progress: Callable[[Progress], None] | None = None,
            on_dashboard: Callable[[str], None] | None = None, on_message: Callable[[str], None] | None = None,
            evaluate_test: bool = False) -> SearchOutcome:
     """Run (or resume) a search; returns the ranked leaderboard and where the best bundle is.
 
-    ``on_dashboard(url)`` hears the Ray dashboard's URL (``ray_dashboard``, or the cluster's with ``address``);
-    ``on_message`` gets the dataset check's warnings; ``evaluate_test`` scores the best bundle once on the test
-    split at the end.
+    ``storage_url`` puts the study in a database (PostgreSQL, MySQL, SQLite) instead of the run's optuna.db; the
+    study is named after the run folder unless ``study`` joins (or starts) one by name. ``on_dashboard(url)`` hears
+    the Ray dashboard's URL (``ray_dashboard``, or the cluster's with ``address``); ``on_message`` gets the dataset
+    check's warnings; ``evaluate_test`` scores the best bundle once on the test split at the end.
+
+    Everything that can refuse a new search (config, storage, study name, data, Ray address, resources) is
+    checked before its run folder is made.
     """
     if importlib.util.find_spec("paddle") is None:
         raise AutoftError(PADDLE_MISSING)  # trials would all fail on it, one by one
     if ray_dashboard and not address:
         _check_ray_dashboard_deps()  # before a run folder is made
     if resume is not None:
+        if study is not None:
+            raise ConfigError("--study: a resumed run keeps its own study; drop --study")
         run_dir = Path(resume).resolve()
         cfg = load_run_config(run_dir)
+        recorded = read_study(RunDir(run_dir), cfg.name)
+        url = storage_url or recorded.url
+        ref = StudyRef(url=recorded_url(url) if url else None, name=recorded.name)
     else:
         if cfg is None:
             raise ConfigError("search: give a config or --resume RUN_DIR")
         cfg = _absolute_paths(cfg)
         run_dir = new_run_dir(cfg, results_dir, name)
         check_writable(run_dir.parent, "--results-dir")
+        url = storage_url
+        ref = StudyRef(url=recorded_url(url) if url else None,
+                       name=check_study_name("--study", study) if study is not None else run_dir.name)
     check_writable(autoft_home(), "AUTOFT_HOME")
     # a resumed or shared study is opened before the data is decoded: a bad one fails fast, before anything is written
-    storage = open_storage(run_dir, storage_url) if resume is not None or storage_url else None
+    storage = open_storage(run_dir, url) if resume is not None or url else None
+    if resume is None and storage is not None:
+        _refuse_taken_study(storage, ref, url or "", joining=study is not None)
+    if address:
+        from autoft.search.tuner import check_address
+
+        check_address(address)
     _check_data(cfg, on_message or (lambda _m: None))
-    data = load_trial_data(cfg)  # validates the data and fills the shared cache before any trial starts
-    if evaluate_test and data.test is None:
-        raise ConfigError(f"--evaluate-test: {data.source} has no test split")
-    if resume is not None:
-        lock, created = RunLock(run_dir, f"--resume {run_dir}"), False
-        lock.acquire()
-    else:
-        lock, created = _claim_run_dir(run_dir)
-    with lock:
-        return _search_locked(cfg, run_dir, data, storage, created=created, resuming=resume is not None, address=address,
-                              storage_url=storage_url, ray_dashboard=ray_dashboard, on_progress=on_progress,
-                              on_dashboard=on_dashboard, evaluate_test=evaluate_test)
+    if resume is None:
+        from autoft.config import inert_searched_keys
 
+        for line in inert_searched_keys(cfg):
+            (on_message or (lambda _m: None))(f"config warning: {line}")
+    from autoft.search.tuner import RaySession
 
-def _open_study(cfg: RunConfig, run_dir: Path, storage: Any, storage_url: str | None, created: bool,
-                resuming: bool) -> Any:
-    """config.yaml, trials/ and the storage; a new run folder is removed again if its storage cannot be opened."""
+    ray_session = RaySession(cfg, address, ray_dashboard, on_dashboard)
     try:
-        RunDir(run_dir).trials.mkdir(exist_ok=True)
+        if resume is None:
+            ray_session.start()  # an --address that refuses us, resources no node has: before any decoding or folder
+        data = load_trial_data(cfg)  # validates the data and fills the shared cache before any trial starts
+        if evaluate_test and data.test is None:
+            raise ConfigError(f"--evaluate-test: {data.source} has no test split")
+        if resume is not None:
+            lock, created = RunLock(run_dir, f"--resume {run_dir}"), False
+            lock.acquire()
+        else:
+            lock, created = _claim_run_dir(run_dir)
+        with lock:
+            return _search_locked(cfg, run_dir, data, storage, ref, created=created, resuming=resume is not None,
+                                  ray_session=ray_session, storage_url=url, on_progress=on_progress,
+                                  on_message=on_message or (lambda _m: None), evaluate_test=evaluate_test)
+    finally:
+        ray_session.close()
+
+
+def _refuse_taken_study(storage: Any, ref: StudyRef, url: str, *, joining: bool) -> None:
+    """Two runs never share a study by accident: joining one that exists is ``--study NAME``."""
+    if joining:
+        return
+    if any(s.study_name == ref.name for s in storage.get_all_studies()):
+        raise ConfigError(f"--storage {shown_url(url)}: it already holds a study named {ref.name!r}; pass "
+                          f"--study {ref.name} to add this run's trials to it, or --name to start another")
+
+
+def _open_study(cfg: RunConfig, run_dir: Path, storage: Any, ref: StudyRef, url: str | None, created: bool,
+                resuming: bool) -> Any:
+    """config.yaml, study.json, trials/ and the storage; a new run folder is removed again if its storage cannot be
+    opened."""
+    run = RunDir(run_dir)
+    try:
+        run.trials.mkdir(exist_ok=True)
         if not resuming:
-            atomic_write_text(RunDir(run_dir).config_file, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        storage = storage if storage is not None else open_storage(run_dir, storage_url)
-        _enqueue_first(cfg, storage, cfg.name, resuming)
+            atomic_write_text(run.config_file, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        if not resuming or read_study(run, cfg.name) != ref:
+            write_study(run, ref)  # where the study lives, without the password (autoft.run.storage)
+        storage = storage if storage is not None else open_storage(run_dir, url)
+        _enqueue_first(cfg, storage, ref.name, resuming)
         return storage
     except BaseException:
         if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            remove_tree(run_dir)
         raise
 
 
-def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, *, created: bool, resuming: bool,
-                   address: str | None, storage_url: str | None, ray_dashboard: bool,
-                   on_progress: Callable[[Progress], None] | None, on_dashboard: Callable[[str], None] | None,
+def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, ref: StudyRef, *, created: bool,
+                   resuming: bool, ray_session: Any, storage_url: str | None,
+                   on_progress: Callable[[Progress], None] | None, on_message: Callable[[str], None],
                    evaluate_test: bool) -> SearchOutcome:
-    import ray
-
     from autoft.search.budget import Budget
     from autoft.search.recorder import Recorder
     from autoft.search.schedulers import make_scheduler
     from autoft.search.searcher import make_searcher
-    from autoft.search.tuner import ray_init, run_tuner
+    from autoft.search.tuner import run_tuner
 
-    storage = _open_study(cfg, run_dir, storage, storage_url, created, resuming)
-    study_name = cfg.name
-    counted = prepare_resume(run_dir, storage, study_name, cfg.train.epochs) if resuming else 0
+    storage = _open_study(cfg, run_dir, storage, ref, storage_url, created, resuming)
+    counted = prepare_resume(run_dir, storage, ref.name, cfg.train.epochs) if resuming else 0
     remaining = cfg.search.trials - counted
     budget = Budget()
     interrupted = False
     if remaining > 0:
-        started_ray = ray_init(address, ray_dashboard, on_dashboard)
+        ray_session.start()
         started = time.time()  # the budget counts from when trials can start
         budget = Budget.starting(started, cfg.search.time_budget)
         seed = cfg.search.seed + counted  # the same seed on resume would repeat the first configs
-        searcher = make_searcher(cfg, storage, study_name, seed, budget)
+        searcher = make_searcher(cfg, storage, ref.name, seed, budget)
         recorder = Recorder(run_dir, cfg, searcher, on_progress, started)
-        try:
-            interrupted = run_tuner(cfg, run_dir, searcher=searcher, recorder=recorder, name="tune",
-                                    num_samples=remaining, param_names=cfg.space.names,
-                                    scheduler=make_scheduler(cfg, recorder),
-                                    stop=budget.stopper())
-        finally:
-            if started_ray:
-                ray.shutdown()
+        interrupted = run_tuner(cfg, run_dir, searcher=searcher, recorder=recorder, name="tune",
+                                num_samples=remaining, param_names=cfg.space.names,
+                                scheduler=make_scheduler(cfg, recorder), stop=budget.stopper())
     if cfg.search.rerun_top_k and not interrupted and not budget.hit:
         from autoft.search.reruns import run_reruns
 
-        run_reruns(cfg, run_dir, address=address, on_progress=on_progress)
+        ray_session.start()
+        run_reruns(cfg, run_dir, on_progress=on_progress)
+    ray_session.close()  # the final fit and the test split run here, without Ray
     board = write_leaderboard(run_dir)
     best = promote_best(run_dir, board)  # by mean over reruns when there are some (autoft.run.selection)
     refit = cfg.search.final_fit == "train+val"
-    if best is not None and refit and not interrupted:
-        from autoft.run.selection import select_winner
-        from autoft.search.reruns import final_fit
-
-        best = final_fit(cfg, run_dir, select_winner(board.records) or board.best, data)
     score_test = evaluate_test or (refit and data.test is not None)  # once, on the final model
-    test_metrics = _evaluate_test(run_dir, best, data) if score_test and best is not None else None
+    test_metrics = None
+    if best is not None and (refit and not interrupted or score_test):
+        from autoft.training.evaluation import cpu_threads
+
+        with cpu_threads(os.cpu_count() or 1):  # no trial runs now: the driver may use every core
+            if refit and not interrupted:
+                from autoft.run.selection import select_winner
+                from autoft.search.reruns import final_fit
+
+                winner = select_winner(board.records) or board.best
+                on_message(f"final fit: trial {winner.trial_id}'s configuration on train+val "
+                           f"({len(data.train) + len(data.val)} images)")
+                best = final_fit(cfg, run_dir, winner, data)
+            if score_test:
+                on_message(f"scoring {best.name}/ once on the test split ({len(data.test)} images)")
+                test_metrics = _evaluate_test(run_dir, best, data)
     if not interrupted:  # after Ctrl-C the user wants out; `autoft report RUN` draws it later
         try_write_report(run_dir, storage_url=storage_url)
     return SearchOutcome(run_dir=run_dir, leaderboard=board, best_model=best,

@@ -50,6 +50,16 @@ class StudySearch(OptunaSearch):
             result = {**result, "val_acc": result.get("best_val_acc", result.get("val_acc"))}
         super().on_trial_complete(trial_id, result, error)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles the Tuner, this searcher included, into ray/tune-*/tuner.pkl: leave the storage (its URL and
+        # password) and the live study out; nothing unpickles it (a resume reads the study, autoft.search.resume)
+        return {**self.__dict__, "_storage": None, "_ot_study": None, "_ot_trials": {}}
+
+    def save(self, checkpoint_path: str) -> None:
+        # Tune would pickle this searcher (its storage URL and password with it) into ray/; the study itself is
+        # the state a resume reads (autoft.search.resume), so nothing is saved
+        raise NotImplementedError
+
     def optuna_number(self, trial_id: str) -> int | None:
         trial = self._ot_trials.get(trial_id)
         return trial.number if trial is not None else None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,8 @@ def trainable(config: dict[str, Any], job: TrialJob) -> None:
     paddle.disable_signal_handler()
     paddle.disable_static()  # dygraph mode is per thread in Paddle, and Tune runs a trial in its own thread
     paddle.base.core.set_num_threads(threads)
-    worker = {"cpu_threads": threads, "gpu_ids": [str(i) for i in ray.get_gpu_ids()]}  # → trial.json extra
+    worker = {"cpu_threads": threads, "gpu_ids": [str(i) for i in ray.get_gpu_ids()],  # → trial.json extra
+              "node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}
     trial_id = tune.get_context().get_trial_id()
     trial_dir = Path(job.run_dir) / "trials" / trial_id
     trial_dir.mkdir(parents=True, exist_ok=True)

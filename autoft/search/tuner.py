@@ -2,10 +2,15 @@
 (``run_tuner``), used by the search and by the reruns."""
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import logging
 import os
+import shutil
+import socket
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +21,19 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import SearchAlgorithm, Searcher
 
 from autoft.config import RunConfig
+from autoft.errors import ConfigError
 from autoft.run.layout import RunDir
 from autoft.search.recorder import Recorder, RecorderCallback
 from autoft.search.trial import TrialJob, trainable
 
-__all__ = ["ray_init", "max_concurrent", "run_tuner"]
+__all__ = ["ray_init", "check_address", "ray_temp_dir", "check_resources", "RaySession", "max_concurrent", "run_tuner"]
 
 
-def ray_init(address: str | None, dashboard: bool, on_dashboard: Callable[[str], None] | None = None) -> bool:
-    """Start (or attach to) Ray; True when this call started it, so the search also shuts it down."""
+def ray_init(address: str | None, dashboard: bool, on_dashboard: Callable[[str], None] | None = None,
+             temp_dir: str | None = None) -> bool:
+    """Start (or attach to) Ray; True when this call started it, so the search also shuts it down. A local Ray
+    keeps its session files in ``temp_dir`` (a new temporary folder when None). A bad or unreachable ``address`` is
+    one line (ConfigError)."""
 
     if ray.is_initialized():
         return False
@@ -38,13 +47,160 @@ def ray_init(address: str | None, dashboard: bool, on_dashboard: Callable[[str],
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
     if address:
-        context = ray.init(address=address, **kwargs)
+        check_address(address)
+        _token_mode_for_attach()
+        with tempfile.TemporaryFile(mode="w+b") as said:
+            try:
+                with _stderr_into(said):  # Ray's core logs each failed retry on fd 2: keep them for the reason
+                    context = ray.init(address=address, **kwargs)
+            except Exception as exc:  # ConnectionError, ValueError, AuthenticationError…: Ray's reasons, one line
+                said.seek(0)
+                raise ConfigError(f"--address {address}: cannot attach to a Ray cluster "
+                                  f"({_reason(exc, said.read().decode(errors='replace'))})") from None
+            said.seek(0)
+            _replay_warnings(said.read().decode(errors="replace"))
     else:
-        context = ray.init(include_dashboard=dashboard, _temp_dir=tempfile.mkdtemp(prefix="autoft-ray-"), **kwargs)
+        context = ray.init(include_dashboard=dashboard, _temp_dir=temp_dir or ray_temp_dir(), **kwargs)
     url = getattr(context, "dashboard_url", None)
     if on_dashboard is not None and url:
         on_dashboard(url if "://" in url else f"http://{url}")
     return True
+
+
+# Ray puts Unix sockets at TEMP/session_<date>_<pid>/sockets/plasma_store, and a socket path may not exceed 107
+# bytes: a long TMPDIR (macOS's /var/folders/…, a test's tmp_path) would stop Ray from starting at all
+_RAY_TEMP_MAX = 24
+
+
+def ray_temp_dir() -> str:
+    """A new folder for a local Ray's session files: under the temp folder, or under /tmp when that path is too long
+    for Ray's sockets."""
+    base = tempfile.gettempdir()
+    if len(base) > _RAY_TEMP_MAX and os.access("/tmp", os.W_OK):
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="autoft-ray-", dir=base)
+
+
+def check_address(address: str) -> None:
+    """The cheap checks of ``--address``, made before any data is decoded: its form, Ray Client for ray://, and
+    that something answers at HEAD:PORT."""
+    _check_client(address)
+    _check_reachable(address)
+
+
+def _check_client(address: str) -> None:
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        raise ConfigError(f"--address {address}: a ray:// address needs Ray Client (ray[client]); "
+                          "pip install 'autoft[client]', or give the head's GCS address HEAD:6379")
+
+
+def _check_reachable(address: str) -> None:
+    """A HEAD:PORT where nothing listens is one line now: Ray itself would retry it forever, silently."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {address}: must be HEAD:PORT (the head's GCS port, 6379 unless `ray start "
+                          "--head --port` chose another), ray://HEAD:10001 or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: cannot attach to a Ray cluster (nothing answers there: "
+                          f"{exc.strerror or type(exc).__name__}); is `ray start --head --port {port}` running "
+                          "on that machine?") from None
+
+
+def _token_mode_for_attach() -> None:
+    """Like ``ray start --head``: with a token at hand and no mode chosen, attach in token mode. A head without
+    authentication accepts any token, so this only helps; RAY_AUTH_MODE=disabled turns it off."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+@contextlib.contextmanager
+def _stderr_into(sink: Any) -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _replay_warnings(logged: str) -> None:
+    """What Ray's core said while attaching, less its retry chatter, for a search that goes on."""
+    kept = [line for line in logged.splitlines() if line.strip() and "Failed to connect" not in line
+            and "Failed to get cluster ID" not in line]
+    if kept:
+        print("\n".join(kept), file=sys.stderr)
+
+
+def _reason(exc: BaseException, logged: str = "") -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    said = f"{exc} {logged}".lower()
+    if "invalidauthtoken" in said or "unauthenticated" in said or ("auth" in said and "token" in said):
+        text += ("; the cluster refused this driver's authentication: every node and this driver need the same "
+                 "RAY_AUTH_MODE and, with tokens, the head's token (RAY_AUTH_TOKEN, or `ray get-auth-token` on the "
+                 "head)")
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def check_resources(cfg: RunConfig, address: str | None) -> None:
+    """One line before any trial when no node can run a trial (Tune would wait for it forever, silently)."""
+    need = cfg.search.resources_per_trial
+    nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
+    where = "the cluster" if address else "this machine"
+    for key, label, amount in (("GPU", "GPU", need.gpu), ("CPU", "CPU", need.cpu)):
+        if amount <= 0:
+            continue
+        largest = max((float(r.get(key, 0)) for r in nodes), default=0.0)
+        if amount > largest:
+            total = sum(float(r.get(key, 0)) for r in nodes)
+            per_node = f" (its largest node has {largest:g})" if len(nodes) > 1 and total >= amount else ""
+            raise ConfigError(f"search.resources_per_trial: needs {amount:g} {label}{'s' if amount != 1 else ''} "
+                              f"per trial; {where} has {total:g}{per_node}")
+
+
+class RaySession:
+    """Ray for one search: started (or attached) once, resources checked, shut down once if this search started
+    it, and a local Ray's session folder (``$TMPDIR/autoft-ray-*``) removed then. ``start`` and ``close`` may be
+    called again; they do nothing the second time."""
+
+    def __init__(self, cfg: RunConfig, address: str | None, dashboard: bool,
+                 on_dashboard: Callable[[str], None] | None = None) -> None:
+        self.cfg, self.address, self.dashboard, self.on_dashboard = cfg, address, dashboard, on_dashboard
+        self.started = False
+        self.checked = False
+        self.temp_dir: str | None = None
+
+    def start(self) -> None:
+        if self.checked:
+            return
+        if not self.address and not ray.is_initialized():
+            self.temp_dir = ray_temp_dir()
+        try:
+            self.started = ray_init(self.address, self.dashboard, self.on_dashboard, self.temp_dir) or self.started
+            check_resources(self.cfg, self.address)
+        except BaseException:
+            self.close()
+            raise
+        self.checked = True
+
+    def close(self) -> None:
+        if self.started:
+            ray.shutdown()
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self.started = False
+        self.checked = False
+        self.temp_dir = None
 
 
 def max_concurrent(cfg: RunConfig) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from autoft._fs import atomic_write_json, make_tmp_dir, recover_dir, swap_dir
+from autoft._fs import atomic_write_json, make_tmp_dir, recover_dir, swap_dir, write_safetensors
 from autoft.errors import TrialError
 from autoft.training.strategies import Strategy
 
@@ -75,14 +75,12 @@ def _optimizer_arrays(model: nn.Layer, strategy: Strategy) -> tuple[dict[str, np
 
 def save_checkpoint(path: str | Path, model: nn.Layer, strategy: Strategy, state: dict[str, Any]) -> Path:
     """Write model, optimizer, strategy extras and ``state`` (JSON-able: epoch, step, …) to folder ``path``."""
-    from safetensors.numpy import save_file
-
     dest = Path(path)
     arrays, scalars = _optimizer_arrays(model, strategy)
     tmp = make_tmp_dir(dest)
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in model_weights(model).items()}, str(tmp / MODEL_FILE))
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / OPTIMIZER_FILE))
+        write_safetensors(tmp / MODEL_FILE, {k: np.ascontiguousarray(v) for k, v in model_weights(model).items()})
+        write_safetensors(tmp / OPTIMIZER_FILE, {k: np.ascontiguousarray(v) for k, v in arrays.items()})
         atomic_write_json(tmp / STATE_FILE, {**state, "optimizer": scalars, "global_step": strategy.global_step})
         return swap_dir(tmp, dest)
     finally:

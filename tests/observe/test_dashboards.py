@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import free_port
 from searched_run import STUDY, run_config, searched_run
 
 from autoft.run.records import TrialRecord, TrialStatus
@@ -31,11 +32,6 @@ OPTUNA_STATE = {TrialStatus.COMPLETED: "Complete", TrialStatus.STOPPED: "Pruned"
 def finished(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SearchOutcome:
     return searched_run(shapes_dir, tmp_path_factory)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str) -> Any:

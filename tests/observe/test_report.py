@@ -14,7 +14,7 @@ import optuna
 import pytest
 import yaml
 from PIL import Image
-from searched_run import run_config, searched_run
+from searched_run import searched_run
 
 from autoft.config import config_from_dict, config_to_dict
 from autoft.run.records import TrialRecord, TrialStatus
@@ -31,7 +31,7 @@ def finished(shapes_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Sear
 
 
 def _complete_trials(run: Path) -> int:
-    study = optuna.load_study(study_name=run_config(Path("."))["name"], storage=f"sqlite:///{run / 'optuna.db'}")
+    study = optuna.load_study(study_name=run.name, storage=f"sqlite:///{run / 'optuna.db'}")  # named after the folder
     return sum(t.state is optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 

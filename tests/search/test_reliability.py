@@ -23,6 +23,7 @@ from autoft.run.records import TrialStatus, read_trials
 from autoft.search.run import search
 
 from searched_run import shapes_config
+from servers import kill_marked, marked_pids
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -56,7 +57,7 @@ def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(shapes_dir: 
     assert nan["status"] == "failed" and "loss became nan" in nan["error"] and nan["val_acc"] == ""
     bad = rows["0.003|bad.safetensors"]
     assert bad["status"] == "failed" and "WeightsError" in bad["error"] and "\n" not in bad["error"]
-    study = optuna.load_study(study_name="shapes", storage=f"sqlite:///{outcome.run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name=outcome.run_dir.name, storage=f"sqlite:///{outcome.run_dir / 'optuna.db'}")
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "FAIL", "FAIL"]
     for record in read_trials(outcome.run_dir):
         on_disk = json.loads((outcome.run_dir / "trials" / record.trial_id / "trial.json").read_text())
@@ -79,20 +80,6 @@ def test_every_trial_failing_exits_1_with_the_most_common_error(shapes_dir: Path
     assert [r["status"] for r in rows] == ["failed", "failed"]
 
 
-def marked_pids(marker: str) -> list[int]:
-    """Processes that inherited ``marker`` from the environment of the search this test started."""
-    pids = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            if marker.encode() in Path(f"/proc/{pid}/environ").read_bytes():
-                pids.append(int(pid))
-        except OSError:
-            continue
-    return pids
-
-
 def start_search(cfg_path: Path, results: Path, name: str, *flags: str) -> tuple[subprocess.Popen, str]:
     """`autoft search` in its own session, every process of it marked (see kill_marked) → (process, marker)."""
     marker = uuid.uuid4().hex
@@ -109,15 +96,6 @@ def wait_until(ready: Callable[[], bool], what: str, proc: subprocess.Popen, tim
         if time.time() > deadline:
             pytest.fail(f"no {what} within {timeout:g} s")
         time.sleep(0.2)
-
-
-def kill_marked(marker: str) -> None:
-    """Ray's agents outlive a SIGKILLed driver; they inherited the marker from its environment."""
-    for pid in marked_pids(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_sigkill_then_resume_finishes_the_budget_without_duplicates(shapes_dir: Path, tmp_path: Path) -> None:
@@ -149,7 +127,7 @@ def test_sigkill_then_resume_finishes_the_budget_without_duplicates(shapes_dir: 
     rows = list(csv.DictReader((run / "leaderboard.csv").open()))
     ids = [r["trial_id"] for r in rows]
     assert len(ids) == len(set(ids)) == 4 and all(r["status"] != "interrupted" for r in rows)
-    study = optuna.load_study(study_name="shapes", storage=f"sqlite:///{run / 'optuna.db'}")
+    study = optuna.load_study(study_name=run.name, storage=f"sqlite:///{run / 'optuna.db'}")
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert sorted(t.user_attrs["ray_trial_id"] for t in done) == sorted(ids)
     assert not [t for t in study.trials if t.state.name == "RUNNING"]

@@ -17,7 +17,8 @@ from autoft.config import config_to_dict, load_config
 from autoft.run.records import TrialStatus, read_trials
 
 from cli_helpers import assert_one_line_exit_2, run
-from test_reliability import kill_marked, start_search, wait_until
+from servers import kill_marked
+from test_reliability import start_search, wait_until
 from searched_run import shapes_config
 
 

@@ -159,7 +159,7 @@ def test_pbt_clones_weights_and_perturbs_params(ray_session, shapes_dir: Path, t
             assert epochs[at + 1] == e["epoch"] + 1, epochs  # continued from the donor's checkpoint epoch
             assert f"restoring the checkpoint of trial {e['donor']} at epoch {e['epoch']}" in log
             cursor = at + 1
-    study = optuna.load_study(study_name="shapes", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name=run_dir.name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
     assert len(study.trials) == 3
     for t in study.trials:  # recorded at completion, with the final (perturbed) params
         record = records[t.user_attrs["ray_trial_id"]]

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -119,60 +115,6 @@ def test_trials_under_declared_gpus_each_get_their_own(local_ray, shapes: Path, 
     records = read_trials(outcome.run_dir)
     assert all(r.status.finished for r in records), [r.error for r in records]  # CPU paddle: fell back to CPU
     assert sorted(tuple(r.extra["gpu_ids"]) for r in records) == [("0",), ("1",)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def kill_marked(marker: str) -> None:
-    """End the processes of the cluster this test started (they carry its marker in their environment), by pid;
-    `ray stop` would also end the Ray instances of anything else running on this machine."""
-    needle = f"AUTOFT_TEST_CLUSTER={marker}".encode()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = []
-        for proc in Path("/proc").iterdir():
-            try:
-                if proc.name.isdigit() and needle in (proc / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(proc.name))
-            except OSError:
-                continue
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        if not pids:
-            return
-        time.sleep(2)
-
-
-@pytest.mark.slow
-def test_a_search_attaches_to_a_running_cluster(shapes: Path, tmp_path: Path) -> None:
-    marker = uuid.uuid4().hex
-    env = {**os.environ, "AUTOFT_TEST_CLUSTER": marker, "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("AUTOFT_CACHE_BUILD_LOG", None)
-    port = _free_port()
-    start = [str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-             "--include-dashboard=false",
-             f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats",
-             f"--temp-dir={tempfile.mkdtemp(prefix='rt', dir='/tmp')}"]
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(shapes_config(shapes, trials=1, max_concurrent=1)))
-    try:
-        started = subprocess.run(start, env=env, capture_output=True, text=True, timeout=120)
-        assert started.returncode == 0, started.stderr[-2000:]
-        out = subprocess.run([str(BIN / "autoft"), "search", str(config), "--address", f"127.0.0.1:{port}",
-                              "--results-dir", str(tmp_path), "--name", "attached", "--plain"],
-                             env=env, capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr[-2000:]
-        records = read_trials(tmp_path / "attached")
-        assert len(records) == 1 and records[0].status.finished, records
-        assert (tmp_path / "attached" / "best_model" / "bundle.json").is_file()
-    finally:
-        kill_marked(marker)
 
 
 @pytest.mark.parametrize("code", [

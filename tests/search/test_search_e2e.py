@@ -52,7 +52,8 @@ def test_leaderboard_is_ranked_and_complete(finished_run) -> None:
 def test_optuna_study_matches_the_trial_folders(finished_run) -> None:
     outcome, _ = finished_run
     run = outcome.run_dir
-    study = optuna.load_study(study_name="shapes", storage=f"sqlite:///{run / 'optuna.db'}")
+    study = optuna.load_study(study_name=run.name, storage=f"sqlite:///{run / 'optuna.db'}")  # the run folder's name
+    assert json.loads((run / "study.json").read_text()) == {"study": run.name, "storage": None}
     assert len(study.trials) == 4
     assert {t.user_attrs["ray_trial_id"] for t in study.trials} == {p.name for p in (run / "trials").iterdir()}
     assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
