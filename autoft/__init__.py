@@ -1,9 +1,13 @@
 """autoft: hyperparameter-search fine-tuning for image classification (PaddlePaddle + Ray Tune + Optuna)."""
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from autoft.run.bundle import load_bundle
+# Paddle warns at import that it found no ccache (used only to compile C++ extensions, which autoft never does)
+warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+
+from autoft.run.bundle import load_bundle  # noqa: E402
 from autoft.config import load_config
 from autoft.config.space import SearchSpace
 

@@ -1,7 +1,6 @@
 """The `autoft` command: parse, call the public API, print. Heavy modules are imported inside commands."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -12,10 +11,11 @@ import typer
 from autoft.errors import PADDLE_MISSING, AutoftError
 
 from autoft.cli.datasets import datasets_app
-from autoft.cli.display import Display, make_console, print_board, print_reruns, ray_dashboard_line
-from autoft.cli.options import Quiet, RunDir, SetOpt
+from autoft.cli.display import (PREDICT_FORMATS, Display, format_predictions, make_console, print_board,
+                                print_reruns, ray_dashboard_line)
+from autoft.cli.options import ParamFile, Quiet, RunDir, SetOpt
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Hyperparameter-search fine-tuning for image classification (Paddle + Ray Tune + Optuna).")
 app.add_typer(datasets_app, name="datasets")
 
@@ -30,14 +30,22 @@ def search(
     name: Annotated[Optional[str], typer.Option(help="Run folder name (default NAME-TIMESTAMP)")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where run folders go")] = Path("results"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue a killed or stopped run folder")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Attach to a Ray cluster (auto, ray://host:10001)")] = None,
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: RUN/optuna.db)")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="Attach to a Ray cluster: HEAD:6379, auto, or ray://HEAD:10001 (autoft[client])")] = None,
+    storage: Annotated[Optional[str], typer.Option(
+        help="Optuna storage URL, e.g. postgresql://user@host/db (default: RUN/optuna.db)")] = None,
+    study: Annotated[Optional[str], typer.Option(
+        help="Join (or start) this study in --storage (default: a new one named after the run folder)")] = None,
     set_: SetOpt = None,
-    ray_dashboard: Annotated[bool, typer.Option(help="Start the local Ray with its dashboard")] = False,
+    param_file: ParamFile = None,
+    ray_dashboard: Annotated[bool, typer.Option(
+        "--ray-dashboard", help="Start the local Ray with its dashboard")] = False,
     quiet: Quiet = False,
-    plain: Annotated[bool, typer.Option(help="One log line per event instead of a live display")] = False,
-    evaluate_test: Annotated[bool, typer.Option(help="Score the best bundle once on the test split at the end")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Validate config, data and weights, probe 2 steps, print the plan")] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="One log line per event instead of a live display")] = False,
+    evaluate_test: Annotated[bool, typer.Option(
+        "--evaluate-test", help="Score the best bundle once on the test split at the end")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Validate config, data and weights, probe 2 steps, print the plan")] = False,
     warm_start: Annotated[Optional[Path], typer.Option(
         help="Try this earlier run's top search.warm_start_top_k param sets first")] = None,
 ) -> None:
@@ -47,13 +55,14 @@ def search(
     overrides = list(set_ or []) + ([f"search.trials={trials}"] if trials is not None else [])
     cfg = None
     if resume is None:
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, overrides, param_file=param_file)
         if warm_start is not None:
             from autoft.run.warmstart import warm_start as with_warm_start
 
             cfg = with_warm_start(cfg, warm_start)
-    elif config is not None or overrides:
-        raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set and --trials")
+    elif config is not None or overrides or param_file is not None:
+        raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set, --param-file and "
+                          "--trials")
     if dry_run:
         from autoft.training.plan import format_plan, make_plan
         from autoft.run.layout import RunDir as Run
@@ -64,15 +73,16 @@ def search(
     from autoft.search.run import search as run_search
 
     console = make_console()
-    display = Display(console, quiet=quiet, plain=plain or not console.is_terminal)
+    display = Display(console, quiet=quiet, plain=plain or not console.is_terminal,
+                      time_budget=cfg.search.time_budget if cfg is not None else None)
     with display:
         outcome = run_search(cfg, results_dir=results_dir, name=name, resume=resume, address=address,
-                             storage_url=storage, ray_dashboard=ray_dashboard, on_progress=display.update,
+                             storage_url=storage, study=study, ray_dashboard=ray_dashboard, on_progress=display.update,
                              on_dashboard=lambda url: display.note(ray_dashboard_line(url)),
                              on_message=display.note, evaluate_test=evaluate_test)
-    print_board(console, outcome.leaderboard)
-    print_reruns(outcome.leaderboard)
     run = outcome.run_dir
+    print_board(console, outcome.leaderboard, run=run)
+    print_reruns(outcome.leaderboard)
     if outcome.stopped_on_budget:
         console.print("Stopped on the time budget (search.time_budget).")
     if outcome.best_model is not None:
@@ -96,8 +106,11 @@ def search(
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="A YAML config; space values are ignored (each param's first value)")],
+    config: Annotated[Path, typer.Argument(
+        help="A YAML config; searched keys take the first trial's values (init_value, search.enqueue[0], else "
+             "the first choice or the middle of the range)")],
     set_: SetOpt = None,
+    param_file: ParamFile = None,
 ) -> None:
     """One fine-tune with fixed values, no search; the best epoch is kept in train.checkpoint_dir/best_model."""
     from autoft import train as run_train
@@ -105,12 +118,10 @@ def train(
     from autoft._fs import autoft_home
     from autoft._fs import check_writable
 
-    cfg = load_config(config, list(set_ or []))
+    cfg = load_config(config, list(set_ or []), param_file=param_file)
     check_writable(Path(cfg.train.checkpoint_dir), "train.checkpoint_dir")
     check_writable(autoft_home(), "AUTOFT_HOME")
-    result = run_train(cfg)
-    print(f"best val_acc {result.best_val_acc:.4f} (val_loss {result.best_val_loss:.4f}, epoch {result.best_epoch}); "
-          f"bundle: {result.bundle_path}")
+    run_train(cfg)  # its last line names the best epoch and the bundle
 
 
 @app.command()
@@ -118,11 +129,21 @@ def predict(
     bundle: Annotated[Optional[Path], typer.Argument(help="A bundle folder or a run folder")] = None,
     images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Labels per image")] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of text")] = False,
+    format_: Annotated[str, typer.Option(
+        "--format", help="text, json (one array), jsonl (one object per line) or csv (one row per image and label)")
+    ] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as --format jsonl")] = False,
     imagenet: Annotated[Optional[str], typer.Option(help="Use BACKBONE's own ImageNet head instead of a bundle")] = None,
 ) -> None:
     """Top-k labels with probabilities for images, using only what the bundle holds."""
     from autoft.serving.predict import IMAGE_SUFFIXES, Predictor, expand_inputs
+
+    if format_ not in PREDICT_FORMATS:
+        raise AutoftError(f"predict --format: unknown value {format_!r}; valid: {', '.join(PREDICT_FORMATS)}")
+    if as_json:
+        if format_ not in ("text", "jsonl"):
+            raise AutoftError(f"predict: --json is --format jsonl; drop it or --format {format_}")
+        format_ = "jsonl"
 
     inputs = list(images or [])
     if imagenet is not None:
@@ -140,21 +161,22 @@ def predict(
     for p in preds:
         if p.error:
             _err(p.error)
-        if as_json:
-            print(json.dumps(p.to_json()))
-        elif not p.error:
-            print(f"{p.path}: " + ", ".join(f"{label} {prob:.3f}" for label, prob in p.top))
+    sys.stdout.write(format_predictions(preds, format_))
     if any(p.error for p in preds):
         raise typer.Exit(2)  # the readable images were still predicted
 
 
 @app.command()
-def leaderboard(run: RunDir) -> None:
+def leaderboard(
+    run: RunDir,
+    wide: Annotated[bool, typer.Option(
+        "--wide", help="Every column, however wide the terminal (piped output always has all)")] = False,
+) -> None:
     """Print a run's ranked trials again."""
     from autoft.run.leaderboard import load_leaderboard
 
     board = load_leaderboard(run)
-    print_board(make_console(), board)
+    print_board(make_console(), board, wide=wide, run=run)
     print_reruns(board)
 
 

@@ -7,7 +7,7 @@ import typer
 
 __all__ = ["datasets_app"]
 
-datasets_app = typer.Typer(no_args_is_help=True, help="Named datasets.")
+datasets_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Named datasets.")
 
 
 @datasets_app.command("list")
@@ -24,7 +24,7 @@ def datasets_list() -> None:
 @datasets_app.command("download")
 def datasets_download(
     name: Annotated[str, typer.Argument(help="A dataset name (see `autoft datasets list`)")],
-    force: Annotated[bool, typer.Option(help="Download and extract again even when it is ready")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Download and extract again even when it is ready")] = False,
 ) -> None:
     """Download, verify and extract a named dataset into AUTOFT_HOME/datasets (resumes a partial download)."""
     from autoft.data import dataset_info, download_dataset
@@ -37,7 +37,8 @@ def datasets_download(
 @datasets_app.command("check")
 def datasets_check(
     target: Annotated[str, typer.Argument(help="A dataset name, or a path (ImageFolder, PaddleHub lists, CSV)")],
-    flatten_nested: Annotated[bool, typer.Option(help="Nested folders of images are classes (a/b → 'a/b')")] = False,
+    flatten_nested: Annotated[bool, typer.Option(
+        "--flatten-nested", help="Nested folders of images are classes (a/b → 'a/b')")] = False,
 ) -> None:
     """Counts per class and split, imbalance, corrupt files, duplicates across splits, tiny images."""
     from autoft.data import check_dataset, format_report

@@ -14,7 +14,7 @@ from autoft.config.schema import TOP_KEYS, RunConfig, config_from_dict
 from autoft.config.space import quote
 from autoft.errors import ConfigError
 
-__all__ = ["YamlRefusal", "StrictLoader", "yaml_load", "read_yaml_file", "parse_set", "set_dotted", "load_config",
+__all__ = ["YamlRefusal", "StrictLoader", "yaml_load", "read_yaml_file", "parse_set", "set_dotted", "load_config", "read_space_file",
            "demo_config_path"]
 
 _MAX_ALIASED = 10_000  # YAML nodes that aliases (*name) may add in all: a config reuses a list, not a billion
@@ -141,8 +141,10 @@ def read_yaml_file(path: Path) -> Any:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML file (the demo when None), apply `--set` overrides, validate."""
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (),
+                param_file: str | Path | None = None) -> RunConfig:
+    """Read a YAML file (the demo when None), apply `--set` overrides and ``param_file`` (``--param-file``: a
+    PaddleHub ``hparam.yaml`` or a file with ``space:``, which replaces the config's space), validate."""
     path = Path(path) if path is not None else demo_config_path()
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -157,11 +159,33 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             if key.split(".")[0] not in TOP_KEYS:
                 raise unknown_key(key.split(".")[0], TOP_KEYS, "--set")
             set_dotted(raw, key, value)
+    if param_file is not None or (isinstance(raw, dict) and isinstance(raw.get("space"), str)):
+        raw = dict(raw or {})
+        where = "--param-file" if param_file is not None else f"{path}: space"
+        key, value = read_space_file(Path(param_file if param_file is not None else raw["space"]), where)
+        for old in ("space", "param_list") if param_file is not None else ("space",):
+            raw.pop(old, None)  # --param-file replaces the config's own space, whichever way it was written
+        raw[key] = value
     try:
         return config_from_dict(raw, source=str(path))
     except ConfigError as exc:
         message = str(exc)
         raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+
+def read_space_file(path: Path, what: str) -> tuple[str, Any]:
+    """A search space kept in its own file, as PaddleHub keeps ``hparam.yaml``: ``param_list:`` (PaddleHub's list)
+    or ``space:`` (autoft's mapping). A relative path means the current folder, as ``data.path`` does."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {path}: file not found (a relative path means the current folder, "
+                          f"{Path.cwd()})")
+    raw = read_yaml_file(path)
+    keys = sorted(raw) if isinstance(raw, dict) else []
+    if keys not in (["param_list"], ["space"]):
+        got = f"keys {keys}" if isinstance(raw, dict) else type(raw).__name__
+        raise ConfigError(f"{path}: a space file holds `param_list:` (PaddleHub's hparam.yaml) or `space:`, "
+                          f"exactly one of them; got {got}")
+    return keys[0], raw[keys[0]]
 
 
 def demo_config_path() -> Path:

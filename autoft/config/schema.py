@@ -317,10 +317,16 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> RunConfig:
     search = sections["search"]
     init: dict[str, Any] = {}
     init_keys: dict[str, str] = {}
-    if "param_list" in raw:
+    hub_list = raw.get("param_list")
+    if isinstance(space_raw, Mapping) and list(space_raw) == ["param_list"]:  # `space: {param_list: [...]}`
+        if "param_list" in raw:
+            raise ConfigError("param_list: give either `space:` or PaddleHub `param_list:`, not both")
+        hub_list, space_raw = space_raw["param_list"], {}
+    if hub_list is not None or "param_list" in raw:
         if space_raw:
             raise ConfigError("param_list: give either `space:` or PaddleHub `param_list:`, not both")
-        space_raw, init, init_keys = param_list(raw["param_list"])
+        space_raw, init, init_keys = param_list(hub_list)
+        sections["train"] = _paddlehub_strategy(sections["train"], hub_list, raw.get("train"))
     space = SearchSpace.from_dict(space_raw)
     _check_space(space)
     search = dataclasses.replace(search, enqueue=_enqueued(space, search.enqueue, init, init_keys))
@@ -333,6 +339,16 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> RunConfig:
     search = _check_strategy(search, space, sections["train"], explicit_trials="trials" in (raw.get("search") or {}))
     return RunConfig(name=name, data=data, model=sections["model"], train=sections["train"], search=search,
                      space=space, source=source)
+
+
+def _paddlehub_strategy(train: TrainConfig, hub_list: Sequence[Any], raw_train: Any) -> TrainConfig:
+    """PaddleHub's ``weight_decay`` and ``warmup_prop`` were AdamWeightDecayStrategy's: a ``param_list`` searching
+    them means ``adamw_decay``, unless the config chose a strategy itself."""
+    names = {item.get("name") for item in hub_list if isinstance(item, Mapping)}
+    chosen = isinstance(raw_train, Mapping) and "strategy" in raw_train
+    if names & {"weight_decay", "warmup_prop"} and not chosen:
+        return dataclasses.replace(train, strategy=StrategyName.ADAMW_DECAY.value)
+    return train
 
 
 def _enqueued(space: SearchSpace, enqueue: Sequence[Mapping[Any, Any]], init: Mapping[str, Any],
@@ -384,9 +400,32 @@ def resolve_image_size(cfg: RunConfig) -> int:
     return cfg.data.image_size or get_spec(cfg.model.backbone).default_image_size
 
 
+# train keys that only some strategies read (training.strategies)
+_STRATEGY_KEYS = {"warmup_proportion": (StrategyName.ADAMW_DECAY,), "cut_fraction": (StrategyName.ULMFIT,),
+                  "ratio": (StrategyName.ULMFIT,), "dis_blocks": (StrategyName.ULMFIT,),
+                  "factor": (StrategyName.ULMFIT,), "frz_blocks": (StrategyName.ULMFIT,)}
+
+
+def inert_searched_keys(cfg: RunConfig) -> list[str]:
+    """One line for each searched key that no strategy the search can pick reads (searching it changes nothing)."""
+    searched = cfg.space.get("strategy") or cfg.space.get("train.strategy")
+    strategies = {str(c) for c in getattr(searched, "choices", ())} or {cfg.train.strategy}
+    lines = []
+    for name in cfg.space.names:
+        key = name.removeprefix("train.")
+        readers = [s.value for s in _STRATEGY_KEYS.get(key, ())]
+        if readers and not strategies & set(readers):
+            lines.append(f"space.{name} has no effect under train.strategy {', '.join(sorted(strategies))} "
+                         f"(only {', '.join(readers)} reads it)")
+    return lines
+
+
 def first_config(cfg: RunConfig) -> RunConfig:
-    """The run without a search: each space key at its first value (first choice, or the middle of its range)."""
-    return apply_params(cfg, cfg.space.first_values())
+    """The run without a search (``autoft train``, the ``--dry-run`` probe): the first trial the search would run
+    (``search.enqueue[0]``, which PaddleHub's ``init_value``s are), and for the keys it leaves out each space key's
+    first value (first choice, or the middle of its range)."""
+    first = dict(cfg.search.enqueue[0]) if cfg.search.enqueue else {}
+    return apply_params(cfg, {**cfg.space.first_values(), **first})
 
 
 def apply_params(cfg: RunConfig, params: Mapping[str, Any]) -> RunConfig:

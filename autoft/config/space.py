@@ -109,7 +109,10 @@ class IntParam:
         return optuna.distributions.IntDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def first(self) -> int:
-        return self.low
+        """The middle of the range (geometric with ``log``), on the step grid."""
+        if self.log:
+            return min(self.high, max(self.low, round(math.sqrt(self.low * self.high))))
+        return self.low + self.step * round((self.high - self.low) // self.step / 2)
 
     def grid(self) -> list[Scalar]:
         return list(range(self.low, self.high + 1, self.step))

@@ -14,10 +14,11 @@ from autoft.run.records import TrialRecord, read_trials
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Leaderboard", "rank", "write_leaderboard", "promote_best", "load_leaderboard", "BEST_DIR"]
+__all__ = ["Leaderboard", "is_blank", "rank", "write_leaderboard", "promote_best", "load_leaderboard", "BEST_DIR"]
 
 FIXED_COLUMNS = ["rank", "trial_id", "status"]
 METRIC_COLUMNS = ["val_acc", "val_loss", "best_epoch", "epochs_run", "seconds", "error"]
+INT_COLUMNS = ("rank", "best_epoch", "epochs_run")
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,15 @@ class Leaderboard:
 
 
 def _sort_key(record: TrialRecord) -> tuple[Any, ...]:
+    """Finished trials by their best epoch; then unfinished ones that scored (interrupted, running) the same way;
+    then the trials with no score at all."""
     best = record.best
-    if not record.status.finished or best is None:
-        return (1, 0.0, 0.0, record.seconds, record.started)
+    if best is None or best.get("val_acc") is None:
+        return (2, 0.0, 0.0, record.seconds, record.started)
     loss = float(best.get("val_loss", math.inf))
-    return (0, -float(best["val_acc"]), loss if math.isfinite(loss) else math.inf, record.seconds, record.started)
+    group = 0 if record.status.finished else 1
+    return (group, -float(best["val_acc"]), loss if math.isfinite(loss) else math.inf, record.seconds,
+            record.started)
 
 
 def rank(records: list[TrialRecord]) -> Leaderboard:
@@ -60,12 +65,20 @@ def rank(records: list[TrialRecord]) -> Leaderboard:
     columns = FIXED_COLUMNS + param_names + METRIC_COLUMNS
     if any("rerun_of" in r.extra for r in ordered):  # search.rerun_top_k
         columns.append("rerun_of")
-    return Leaderboard(table=pd.DataFrame(rows, columns=columns), records=tuple(ordered))
+    table = pd.DataFrame(rows, columns=columns)
+    for column in INT_COLUMNS:  # counts stay integers in the CSV (a missing one is an empty cell, not NaN → 2.0)
+        table[column] = table[column].astype("Int64")
+    return Leaderboard(table=table, records=tuple(ordered))
+
+
+def is_blank(v: Any) -> bool:
+    """A table cell with no value: None, NaN or pandas' NA (a missing integer)."""
+    return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ == "NAType"
 
 
 def _markdown(table: pd.DataFrame) -> str:
     def cell(v: Any) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
+        if is_blank(v):
             return ""
         if isinstance(v, float):
             return f"{v:.4g}"

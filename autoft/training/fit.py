@@ -226,11 +226,13 @@ def _format(metrics: dict[str, Any]) -> str:
 def train(cfg: RunConfig, *, log: Log = print) -> TrialResult:
     """`autoft train`: load the data, fine-tune once, keep the best model in ``train.checkpoint_dir/best_model``.
 
-    A key of ``space:`` takes its first value (first choice, or the middle of its range).
+    Searched keys take the values of the search's first trial (autoft.config.first_config).
     """
-    from autoft.config import first_config
+    from autoft.config import first_config, inert_searched_keys
     from autoft.data import load_for_config
 
+    for line in inert_searched_keys(cfg):
+        log(f"config warning: {line}")
     cfg = first_config(cfg)
     data = load_for_config(cfg)
     log(f"{len(data.train)} training / {len(data.val)} validation images, {data.num_classes} classes, "
@@ -238,5 +240,6 @@ def train(cfg: RunConfig, *, log: Log = print) -> TrialResult:
     ckpt = Path(cfg.train.checkpoint_dir)
     result = fit(cfg, data, bundle_dir=ckpt / "best_model", report=lambda m: log(_format(m)), log=log,
                  checkpoint_dir=ckpt)
-    log(f"best val_acc {result.best_val_acc:.4f} at epoch {result.best_epoch}; bundle: {result.bundle_path}")
+    log(f"best val_acc {result.best_val_acc:.4f} (val_loss {result.best_val_loss:.4f}, epoch {result.best_epoch}); "
+        f"bundle: {result.bundle_path}")
     return result

@@ -135,7 +135,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "space": {"learning_rate": {"type": "categorical", "choices": [0.003, 0.1]}}})
     out = run("train", str(cfg), "--set", "train.optimizer=adam", cwd=tmp)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "best val_acc" in out.stdout and "epoch 1 step 2 loss" in out.stdout
+    assert out.stdout.count("best val_acc") == 1 and "epoch 1 step 2 loss" in out.stdout  # the result, once
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("best val_acc") and last.endswith("best_model"), last
     bundle = tmp / "ckpt" / "best_model"
     meta = json.loads((bundle / "bundle.json").read_text())
     assert meta["hparams"]["learning_rate"] == 0.003 and meta["hparams"]["optimizer"] == "adam"
@@ -156,6 +158,28 @@ def test_autoft_train_then_predict_its_bundle(trained: Path, tmp_path: Path) -> 
     assert len(preds) == 9 and right >= 6, preds  # chance is 3 of 9
 
 
+def test_predict_formats_say_the_same_thing(trained: Path, tmp_path: Path) -> None:
+    import csv as csvlib
+
+    image(tmp_path / "a.png")
+    image(tmp_path / "b.png")
+    (tmp_path / "c.png").write_text("not an image")
+    by_format = {fmt: run("predict", str(trained), str(tmp_path), "--format", fmt, "--top-k", "2")
+                 for fmt in ("text", "json", "jsonl", "csv")}
+    assert {o.returncode for o in by_format.values()} == {2}  # c.png is named on stderr; a and b are predicted
+    doc = json.loads(by_format["json"].stdout)  # one document: an array
+    lines = [json.loads(line) for line in by_format["jsonl"].stdout.splitlines()]
+    assert doc == lines and [Path(p["path"]).name for p in doc] == ["a.png", "b.png", "c.png"]
+    assert len(doc[0]["top"]) == 2 and doc[0]["error"] is None and doc[2]["top"] == [] and doc[2]["error"]
+    rows = list(csvlib.DictReader(by_format["csv"].stdout.splitlines()))
+    assert [(Path(r["path"]).name, r["rank"], r["label"]) for r in rows[:2]] == \
+        [("a.png", "1", doc[0]["top"][0]["label"]), ("a.png", "2", doc[0]["top"][1]["label"])]
+    assert len(rows) == 5 and rows[-1]["error"] and rows[-1]["label"] == ""
+    assert by_format["text"].stdout.count("\n") == 2 and "c.png" not in by_format["text"].stdout
+    alias = run("predict", str(trained), str(tmp_path / "a.png"), "--json", "--top-k", "2")
+    assert json.loads(alias.stdout) == doc[0]  # --json is --format jsonl
+
+
 def test_dry_run_prints_the_plan_and_writes_no_run(tmp_path: Path) -> None:
     make_shapes(tmp_path / "shapes", per_class=10)
     cfg = write_yaml(tmp_path / "s.yaml", {"data": {"path": "shapes", "image_size": 32},
@@ -167,6 +191,13 @@ def test_dry_run_prints_the_plan_and_writes_no_run(tmp_path: Path) -> None:
     assert "4 trials, 2 at a time" in out.stdout and "per training step (batch 4)" in out.stdout
     assert "3 classes, 24 train / 6 val images at 32px" in out.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_importing_paddle_through_autoft_prints_no_ccache_warning() -> None:
+    out = subprocess.run([sys.executable, "-c", "import autoft.training.fit, paddle"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ccache" not in out.stderr, out.stderr[-2000:]
 
 
 def test_help_is_fast_to_import() -> None:

@@ -54,6 +54,19 @@ def test_ranking_ties_and_failures_last(tmp_path: Path) -> None:
     assert best == tmp_path / "best_model" and load_bundle(best).weights()["w"][0] == 4
 
 
+def test_scored_trials_rank_above_unscored_ones_and_counts_are_integers(tmp_path: Path) -> None:
+    make_trial(tmp_path, "quick", TrialStatus.INTERRUPTED, [], seconds=1, bundle=False)  # never evaluated
+    make_trial(tmp_path, "slow", TrialStatus.INTERRUPTED, [0.4, 0.523], seconds=50)
+    make_trial(tmp_path, "done", TrialStatus.COMPLETED, [0.3, 0.5], seconds=60)
+    board = write_leaderboard(tmp_path)
+    assert [r.trial_id for r in board.records] == ["done", "slow", "quick"]
+    rows = (tmp_path / "leaderboard.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    cells = [dict(zip(header, row.split(","))) for row in rows[1:]]
+    assert [(c["best_epoch"], c["epochs_run"]) for c in cells] == [("2", "2"), ("2", "2"), ("", "0")]
+    assert "<NA>" not in (tmp_path / "leaderboard.md").read_text()
+
+
 def test_no_finished_trial_means_no_best(tmp_path: Path) -> None:
     make_trial(tmp_path, "x", TrialStatus.FAILED, [], error="ValueError: boom", bundle=False)
     board = write_leaderboard(tmp_path)
