@@ -21,7 +21,7 @@ def datasets_list() -> None:
         print(f"{name:20} {info.num_classes:4d} classes  {info.size:32}  {info.licence}")
 
 
-@datasets_app.command("download")
+@datasets_app.command("download", short_help="Download, verify and extract a named dataset.")
 def datasets_download(
     name: Annotated[str, typer.Argument(help="A dataset name (see `autoft datasets list`)")],
     force: Annotated[bool, typer.Option("--force", help="Download and extract again even when it is ready")] = False,
@@ -34,7 +34,7 @@ def datasets_download(
     print(f"{name}: ready at {root} ({info.num_classes} classes, {info.size}; licence: {info.licence})")
 
 
-@datasets_app.command("check")
+@datasets_app.command("check", short_help="Check a dataset: counts, corrupt files, duplicates.")
 def datasets_check(
     target: Annotated[str, typer.Argument(help="A dataset name, or a path (ImageFolder, PaddleHub lists, CSV)")],
     flatten_nested: Annotated[bool, typer.Option(

@@ -1,8 +1,9 @@
 """results/<run>/report/: PNG plots of a finished search and a self-contained report.html that shows them.
 
-Optuna draws what it knows (optimisation history, parameter importances, parallel coordinates) with its
-matplotlib backend; the learning curves come from trial.json histories and the confusion matrix from the best
-bundle's predictions on the validation split. A plot that cannot be made is left out with a note saying why.
+The optimisation history, parallel coordinates and learning curves are drawn from the run's own trial.json records
+(every scored trial, stopped early or not); Optuna draws the parameter importances from the study; the confusion
+matrix comes from the best bundle's predictions on the validation split. A plot that cannot be made is left out
+with a note saying why.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import base64
 import html
 import io
 import logging
+import re
 import sys
 import time
 import warnings
@@ -27,7 +29,7 @@ from autoft.run.leaderboard import Leaderboard, is_blank, load_leaderboard
 from autoft.run.records import TrialStatus
 from autoft.run.storage import StudyRef, open_storage, read_study, shown_url
 
-__all__ = ["Plot", "Report", "write_report", "try_write_report", "REPORT_DIR", "REPORT_HTML"]
+__all__ = ["Plot", "Report", "write_report", "try_write_report", "figure", "trial_order", "REPORT_DIR", "REPORT_HTML"]
 
 REPORT_DIR = "report"
 REPORT_HTML = "report.html"
@@ -152,13 +154,89 @@ def _figure_of(ax: Any) -> Any:
     return fig
 
 
-def _optimization_history(run: _Run) -> tuple[Any, str]:
-    from optuna.visualization.matplotlib import plot_optimization_history
+def _scored(run: _Run) -> list[Any]:
+    """Every trial with a val_acc that is not still running — stopped early, interrupted and failed ones too — in
+    the order they started (trial.json: the run's own record, whatever the study's storage holds)."""
+    return sorted((r for r in run.board.records if r.best is not None and r.best.get("val_acc") is not None
+                   and r.status is not TrialStatus.RUNNING), key=lambda r: (r.started, r.trial_id))
 
-    if not _complete_trials(run):
-        raise _Skip("no complete trial in the study")
-    return _figure_of(plot_optimization_history(run.study, target_name="val_acc")), \
-        "val_acc of each complete trial in the order Optuna ran them, and the best so far."
+
+def trial_order(run_board: Leaderboard) -> dict[str, int]:
+    """trial id → its place in the order trials started (1, 2, …): the history plot's x and the report table's #."""
+    ordered = sorted(run_board.records, key=lambda r: (r.started, r.trial_id))
+    return {r.trial_id: i for i, r in enumerate(ordered, start=1)}
+
+
+def _marks(status: TrialStatus) -> dict[str, Any]:
+    if status is TrialStatus.COMPLETED:
+        return {"marker": "o", "facecolors": "tab:blue", "edgecolors": "tab:blue"}
+    if status is TrialStatus.STOPPED:
+        return {"marker": "o", "facecolors": "none", "edgecolors": "tab:orange"}
+    return {"marker": "x", "c": "tab:red"}
+
+
+def _optimization_history(run: _Run) -> tuple[Any, str]:
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    scored = _scored(run)
+    if not scored:
+        raise _Skip("no trial reported an evaluation")
+    order = trial_order(run.board)
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.subplots()
+    labels = {TrialStatus.COMPLETED: "completed", TrialStatus.STOPPED: "stopped early (scheduler)"}
+    for status in dict.fromkeys(r.status for r in scored):
+        group = [r for r in scored if r.status is status]
+        ax.scatter([order[r.trial_id] for r in group], [float(r.best["val_acc"]) for r in group], s=36, zorder=3,
+                   label=labels.get(status, status.value), **_marks(status))
+    best, xs, ys = -np.inf, [], []
+    for r in scored:
+        if r.status.finished:
+            best = max(best, float(r.best["val_acc"]))
+            xs.append(order[r.trial_id])
+            ys.append(best)
+    if xs:
+        ax.step(xs + [max(order[r.trial_id] for r in scored)], ys + [ys[-1]], where="post", color="tab:green",
+                label="best so far (finished trials)", zorder=2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="trial, in the order trials started (# in the table below)", ylabel="val_acc",
+           title=f"val_acc of {len(scored)} scored trials")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    return fig, ("Each scored trial's val_acc as the leaderboard ranks it (its best evaluated epoch), in the order "
+                 "trials started; hollow: stopped early by the scheduler; the line: the best finished trial so far.")
+
+
+def _wrapped(name: str, width: int = 14) -> str:
+    """An axis label on lines of about ``width``, broken after an underscore or a dot, never cut."""
+    lines = [""]
+    for part in re.split(r"(?<=[_.])", name):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
+def _axis(run: _Run, name: str, values: list[Any]) -> tuple[list[float], list[tuple[float, str]]]:
+    """One parallel axis: each value placed in [0, 1] (log where the space is log, categories evenly) and ticks."""
+    param = run.cfg.space.get(name)
+    choices = getattr(param, "choices", None)
+    if choices is None and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        choices = tuple(dict.fromkeys(values))
+    if choices is not None:
+        index = {str(c): i for i, c in enumerate(choices)}
+        spread = max(1, len(choices) - 1)
+        return ([index.get(str(v), 0) / spread for v in values],
+                [(i / spread, str(c)) for i, c in enumerate(choices)])
+    low = float(getattr(param, "low", min(values)))
+    high = float(getattr(param, "high", max(values)))
+    log = bool(getattr(param, "log", False)) and low > 0
+    f = (lambda x: np.log10(x)) if log else (lambda x: x)
+    span = (f(high) - f(low)) or 1.0
+    ticks = [(0.0, f"{low:.3g}"), (0.5, f"{(10 ** ((f(low) + f(high)) / 2)) if log else (low + high) / 2:.3g}"),
+             (1.0, f"{high:.3g}")]
+    return [float((f(float(v)) - f(low)) / span) for v in values], ticks
 
 
 def _param_importances(run: _Run) -> tuple[Any, str]:
@@ -187,12 +265,43 @@ def _importance_evaluator() -> tuple[Any, str]:
 
 
 def _parallel_coordinate(run: _Run) -> tuple[Any, str]:
-    from optuna.visualization.matplotlib import plot_parallel_coordinate
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
 
-    if not _complete_trials(run):
-        raise _Skip("no complete trial in the study")
-    return _figure_of(plot_parallel_coordinate(run.study, target_name="val_acc")), \
-        "One line per complete trial through its hyperparameter values, coloured by val_acc."
+    scored = [r for r in _scored(run) if r.params]
+    if not scored:
+        raise _Skip("no scored trial with searched parameters")
+    names = list(dict.fromkeys(k for r in scored for k in r.params))
+    accs = [float(r.best["val_acc"]) for r in scored]
+    axes = [_axis(run, n, [r.params.get(n) for r in scored]) for n in names]
+    low, high = min(accs), max(accs)
+    acc_pos = [(a - low) / ((high - low) or 1.0) for a in accs]
+    acc_ticks = [(0.0, f"{low:.4f}"), (1.0, f"{high:.4f}")] if high > low else [(0.0, f"{low:.4f}")]
+    columns = [pos for pos, _ in axes] + [acc_pos]
+    fig = Figure(figsize=(max(8.0, 1.7 * (len(names) + 1)), 5.5))
+    ax = fig.subplots()
+    cmap, norm = colormaps["viridis"], Normalize(vmin=low, vmax=high if high > low else low + 1e-9)
+    for i in sorted(range(len(scored)), key=lambda i: accs[i]):  # the best drawn last, on top
+        ax.plot(range(len(columns)), [c[i] for c in columns], color=cmap(norm(accs[i])), linewidth=1.6, alpha=0.9,
+                linestyle="-" if scored[i].status is TrialStatus.COMPLETED else "--")
+    for x, ticks in enumerate([t for _, t in axes] + [acc_ticks]):
+        ax.axvline(x, color="0.4", linewidth=0.8)
+        for y, label in ticks:
+            ax.text(x + 0.04, y, label, fontsize="x-small", va="center", ha="left", color="0.2")
+    ax.set_xticks(range(len(columns)), [_wrapped(n) for n in names] + ["val_acc"], fontsize="small")
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(columns) - 0.6)
+    ax.set_ylim(-0.05, 1.05)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="val_acc", fraction=0.03)
+    stopped = sum(r.status is not TrialStatus.COMPLETED for r in scored)
+    ax.set_title(f"{len(scored)} scored trials" + (f" (dashed: {stopped} stopped early or not finished)"
+                                                   if stopped else ""))
+    return fig, ("One line per scored trial through its hyperparameter values (log axes where the space is log), "
+                 "coloured by val_acc (dark: low, yellow: high); dashed: stopped early or not finished.")
 
 
 def _learning_curves(run: _Run) -> tuple[Any, str]:
@@ -208,15 +317,15 @@ def _learning_curves(run: _Run) -> tuple[Any, str]:
         label = f"#{rank} {record.trial_id}"
         line, = acc_ax.plot(epochs, [h.get("val_acc", np.nan) for h in record.history], marker="o", label=label)
         colour = line.get_color()
-        loss_ax.plot(epochs, [h.get("train_loss", np.nan) for h in record.history], color=colour, marker=".",
-                     label=f"{label} train")
+        loss_ax.plot(epochs, [h.get("train_loss", np.nan) for h in record.history], color=colour, marker=".")
         loss_ax.plot(epochs, [h.get("val_loss", np.nan) for h in record.history], color=colour, marker="o",
-                     linestyle="--", label=f"{label} val")
+                     linestyle="--")
     acc_ax.set(title="Validation accuracy", xlabel="epoch", ylabel="val_acc")
-    loss_ax.set(title="Loss (solid: train, dashed: val)", xlabel="epoch", ylabel="cross-entropy")
+    loss_ax.set(title="Loss (solid: train, dashed: val; colours as on the left)", xlabel="epoch",
+                ylabel="cross-entropy")
     for ax in (acc_ax, loss_ax):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+    acc_ax.legend(fontsize="small")  # one entry per trial; the loss panel's colours are the same trials
     return fig, f"The top {len(top)} trials of the leaderboard, one evaluation per point (from trial.json)."
 
 
@@ -234,7 +343,10 @@ def _confusion_matrix(run: _Run) -> tuple[Any, str]:
     names = list(predictor.meta.class_names)
     if names != list(data.class_names):
         raise _Skip(f"{BEST_DIR}/ classes {names} differ from the data's {list(data.class_names)}")
-    val = data.val
+    # a final fit trained best_model/ on train+val: its validation score is not held out, so the test split
+    # (scored once anyway) is shown when there is one, and the caption says so when there is not
+    refit = predictor.meta.metrics.get("final_fit") == "train+val"
+    split, val = ("test", data.test) if refit and data.test is not None else ("validation", data.val)
     predicted = np.concatenate([predictor.logits(np.asarray(val.images[i:i + 64])).argmax(axis=1)
                                 for i in range(0, len(val), 64)])
     matrix = np.zeros((len(names), len(names)), dtype=np.int64)
@@ -248,12 +360,18 @@ def _confusion_matrix(run: _Run) -> tuple[Any, str]:
     ticks = range(len(names))
     ax.set_xticks(ticks, names, rotation=45, ha="right")
     ax.set_yticks(ticks, names)
-    ax.set(xlabel="predicted", ylabel="true", title=f"{BEST_DIR} on the validation split ({len(val)} images)")
+    ax.set(xlabel="predicted", ylabel="true", title=f"{BEST_DIR} on the {split} split ({len(val)} images)")
     if len(names) <= 30:
         threshold = matrix.max() / 2
         for (i, j), count in np.ndenumerate(matrix):
             ax.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
-    return fig, f"Rows: true class, columns: predicted. Accuracy {accuracy:.4f} on {len(val)} validation images."
+    caveat = ""
+    if refit and split == "validation":
+        caveat = " best_model/ was refit on train+val (search.final_fit), so these images are not held out."
+    elif refit:
+        caveat = " best_model/ was refit on train+val (search.final_fit): the test split is the held-out one."
+    return fig, (f"Rows: true class, columns: predicted. Accuracy {accuracy:.4f} on {len(val)} {split} images."
+                 + caveat)
 
 
 _PLOTS: tuple[tuple[str, str, Callable[[_Run], tuple[Any, str]]], ...] = (
@@ -263,6 +381,14 @@ _PLOTS: tuple[tuple[str, str, Callable[[_Run], tuple[Any, str]]], ...] = (
     ("learning_curves", "Learning curves of the top trials", _learning_curves),
     ("confusion_matrix", "Confusion matrix of the best model", _confusion_matrix),
 )
+
+
+def figure(run_dir: str | Path, name: str) -> Any:
+    """One report plot's matplotlib Figure (``name`` as its PNG's stem), drawn as write_report draws it."""
+    builders = {n: b for n, _t, b in _PLOTS}
+    if name not in builders:
+        raise KeyError(f"no report plot named {name!r}; there are {', '.join(builders)}")
+    return builders[name](_load_run(Path(run_dir), None))[0]
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#222}
@@ -310,7 +436,10 @@ def _fmt(v: Any) -> str:
 
 
 def _table(board: Leaderboard) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in board.table.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+    """The leaderboard, with ``#``: each trial's place in the order trials started (the history plot's x)."""
+    order = trial_order(board)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ("#", *board.table.columns))
+    rows = "".join("<tr>" + f"<td>{order.get(str(row.trial_id), '')}</td>" +
+                   "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
                    for row in board.table.itertuples(index=False))
     return f"<table id='leaderboard'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

@@ -150,8 +150,29 @@ def test_help_fits_80_columns_with_whole_option_names(command: list[str]) -> Non
     lines = out.splitlines()
     assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
     assert "<bool>" not in out and "--no-" not in out  # flags are flags
-    assert "…" not in out  # nothing cut
+    cut = [line for line in lines[1:] if "…" in line or line.rstrip().endswith("...")]
+    assert not cut, cut  # no summary or option cut short
     if command == ["search", "--help"]:
         for option in ("--results-dir", "--evaluate-test", "--warm-start", "--ray-dashboard", "--storage"):
             assert re.search(rf"^\s+{option}\b", out, re.M), option
         assert "autoft[client]" in out and "--set KEY=VALUE" in out
+
+
+@pytest.mark.slow
+def test_a_real_search_in_an_80_column_pty_keeps_its_live_line_whole(shapes_dir: Path, tmp_path: Path) -> None:
+    import yaml
+
+    from searched_run import shapes_config
+
+    raw = shapes_config(shapes_dir, trials=4, max_concurrent=2, scheduler="fifo")
+    raw["train"]["epochs"] = 1
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    screen = _in_pty(["search", str(config), "--results-dir", str(tmp_path / "results"), "--name", "pty"], 80)
+    frames = [seg for line in screen.split("\n") for seg in line.split("\r") if "trials " in seg and "/4" in seg]
+    assert frames, screen[-2000:]
+    assert all(len(f.rstrip()) <= 80 for f in frames), [f for f in frames if len(f.rstrip()) > 80]
+    assert any("eta ~" in f for f in frames), frames  # the ETA shows at 80 columns once a trial has finished
+    assert all(f.lstrip().startswith("trials ") for f in frames), frames  # never cut at the front
+    table = [line for line in screen.splitlines() if line.startswith("   ") and "pty" not in line]
+    assert table and all(len(line) <= 80 for line in table)

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -189,3 +190,62 @@ def test_a_failing_report_is_a_warning_not_an_error(tmp_path: Path, caplog: pyte
         assert try_write_report(tmp_path) is None
     assert f"report not written (AutoftError: report {tmp_path}: not a run folder" in caplog.text
     assert f"autoft report {tmp_path}" in caplog.text
+
+
+def _mixed_run(tmp_path: Path) -> Path:
+    """Completed, stopped-early, interrupted and failed trials, as an ASHA search with a Ctrl-C leaves them."""
+    run = _tiny_run(tmp_path, {**TWO_PARAMS, "regularization_coeff": {"type": "float", "low": 1e-6, "high": 1e-3,
+                                                                       "log": True}}, [])
+    rows = [("a", TrialStatus.COMPLETED, [0.41, 0.52], {"learning_rate": 1e-3, "batch_size": 8,
+                                                         "regularization_coeff": 1e-5}),
+            ("b", TrialStatus.STOPPED, [0.66], {"learning_rate": 3e-4, "batch_size": 16, "regularization_coeff": 1e-4}),
+            ("c", TrialStatus.COMPLETED, [0.12, 0.10], {"learning_rate": 9e-3, "batch_size": 8,
+                                                        "regularization_coeff": 2e-6}),
+            ("d", TrialStatus.INTERRUPTED, [0.30], {"learning_rate": 2e-4, "batch_size": 16,
+                                                    "regularization_coeff": 5e-4}),
+            ("e", TrialStatus.FAILED, [], {"learning_rate": 1e-2, "batch_size": 8, "regularization_coeff": 1e-6})]
+    for i, (tid, status, accs, params) in enumerate(rows):
+        history = tuple({"epoch": e + 1, "val_acc": a, "val_loss": 1.0, "train_loss": 1.0} for e, a in enumerate(accs))
+        TrialRecord(trial_id=tid, params=params, status=status, history=history, started=float(i), seconds=1.0,
+                    error="TrialError: loss became nan" if status is TrialStatus.FAILED else None
+                    ).save(run / "trials" / tid)
+    return run
+
+
+def test_history_has_every_scored_trial_in_start_order_with_integer_ticks(tmp_path: Path) -> None:
+    from autoft.observe.report import figure
+
+    run = _mixed_run(tmp_path)
+    fig = figure(run, "optimization_history")
+    ax = fig.axes[0]
+    points = sorted((float(x), round(float(y), 4)) for c in ax.collections for x, y in c.get_offsets())
+    assert points == [(1, 0.52), (2, 0.66), (3, 0.12), (4, 0.30)]  # the stopped 0.66 and interrupted 0.30 too
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"completed", "stopped early (scheduler)"}
+    ticks = [t for t in ax.get_xticks() if 0.5 <= t <= 4.5]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    best = [line for line in ax.get_lines() if "best so far" in str(line.get_label())][0]
+    assert max(best.get_ydata()) == 0.66  # the best finished trial: stopped early counts, interrupted does not
+
+
+def test_parallel_coordinates_show_the_worst_trial_and_full_axis_names(tmp_path: Path) -> None:
+    from matplotlib import colormaps
+
+    from autoft.observe.report import figure
+
+    run = _mixed_run(tmp_path)
+    fig = figure(run, "parallel_coordinate")
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 4]  # 3 params + val_acc
+    assert len(lines) == 4  # every scored trial
+    worst = colormaps["viridis"](0.0)
+    assert any(tuple(line.get_color()) == worst for line in lines)  # dark, visible on white
+    assert sum(line.get_linestyle() == "--" for line in lines) == 2  # stopped early, interrupted
+    labels = [t.get_text().replace("\n", "") for t in ax.get_xticklabels()]
+    assert labels == ["learning_rate", "batch_size", "regularization_coeff", "val_acc"]  # wrapped, never cut
+    report = write_report(run)
+    with Image.open(report.dir / "parallel_coordinate.png") as img:
+        pixels = np.asarray(img.convert("RGB"), dtype=np.int16).reshape(-1, 3)
+        dark = np.array([round(255 * c) for c in worst[:3]])
+        assert int((np.abs(pixels - dark).max(axis=1) <= 12).sum()) > 50  # the worst trial's line is drawn
+    text = report.html.read_text(encoding="utf-8")
+    assert "<th>#</th>" in text

@@ -108,6 +108,10 @@ def test_reruns_pick_by_mean_and_final_fit_uses_train_plus_val(split_shapes: Pat
     assert calls == [(run / "best_model", "test")]  # once, on the final model
     assert outcome.test_metrics["n"] == 12
     assert json.loads((run / "test_metrics.json").read_text())["bundle"] == str(run / "best_model")
+    # the report's confusion matrix is held out: after a refit on train+val it is drawn on the test split
+    page = (run / "report" / "report.html").read_text(encoding="utf-8")
+    assert (f"Accuracy {outcome.test_metrics['test_acc']:.4f} on 12 test images. best_model/ was refit on train+val"
+            in page), page[page.find("confusion_matrix"):][:600]
 
 
 def outcome_cfg(run: Path):
