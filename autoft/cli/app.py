@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -19,13 +20,62 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Hyperparameter-search fine-tuning for image classification (Paddle + Ray Tune + Optuna).")
 app.add_typer(datasets_app, name="datasets")
 
+
+def _planned_config(data: Path | None, dataset: str | None, time_budget: str | None, preset: str,
+                    overrides: list[str], param_file: Path | None, started: float, dry_run: bool) -> Any:
+    """A search without a YAML: probe, plan, print the plan; the plan's config with --set applied (None: a dry
+    run, which stops after the plan)."""
+    from autoft.config import config_from_dict, parse_duration, parse_set
+    from autoft.config.loader import set_dotted
+    from autoft.training.autoplan import PRESETS, make_auto_plan, probe_device
+    from autoft.data.loader import count_images
+
+    if preset not in PRESETS:  # before the probe spends any time
+        raise AutoftError(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if data is not None and dataset is not None:
+        raise AutoftError(f"--dataset {dataset}: give either DATA or --dataset, not both")
+    if param_file is not None:
+        raise AutoftError("--param-file: a search without a YAML makes its own space; write a YAML to give one")
+    budget = parse_duration("--time-budget", time_budget if time_budget is not None else "10m")
+    if budget is None or not 0 < budget < 10 ** 9:
+        raise AutoftError(f"--time-budget: must be a positive duration like 10m, got {time_budget!r}")
+    spec = {"dataset": dataset} if dataset is not None else {"path": str(Path(str(data)).resolve())}
+    source = dataset if dataset is not None else str(data)
+    counts = count_images(dataset=spec.get("dataset"), path=spec.get("path"))
+    workers = max(1, os.cpu_count() or 1)
+    plan = make_auto_plan(data=spec, source=source, counts=counts, budget=budget, preset=preset,
+                          probe=probe_device(), workers=workers, spent=time.time() - started)
+    raw = plan.config
+    for key, value in parse_set(overrides):
+        set_dotted(raw, key, value)
+    cfg = config_from_dict(raw, source="the plan")
+    for line in plan.lines():
+        print(line, flush=True)
+    if dry_run:
+        print("dry run: nothing was trained or written; without --dry-run this plan becomes the run's config.yaml")
+        return None
+    return cfg
+
+
 def _err(message: str) -> None:
     sys.stderr.write(f"autoft: error: {message}\n")
 
 
-@app.command()
+@app.command(short_help="Search hyperparameters: Optuna, Ray Tune, Paddle.")
 def search(
-    config: Annotated[Optional[Path], typer.Argument(help="The search YAML (default: the bundled demo)")] = None,
+    config: Annotated[Optional[Path], typer.Argument(
+        metavar="CONFIG|DATA",
+        help="A search YAML (default: the bundled demo), or data without a YAML: an image folder, a PaddleHub "
+             "list folder or a .csv")] = None,
+    time_budget: Annotated[Optional[str], typer.Option(
+        "--time-budget", metavar="DURATION",
+        help="The whole search's time, e.g. 10m (overrides search.time_budget; without a YAML: 10m unless given)")
+    ] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        "--dataset", help="Search a named dataset without a YAML (autoft datasets list)")] = None,
+    preset: Annotated[str, typer.Option(
+        "--preset", metavar="fast|balanced|best", help="Without a YAML: fewer, cheaper trials or more, larger ones")
+    ] = "balanced",
     trials: Annotated[Optional[int], typer.Option(help="Override search.trials")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name (default NAME-TIMESTAMP)")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where run folders go")] = Path("results"),
@@ -52,17 +102,26 @@ def search(
     """Search hyperparameters: Optuna picks values, Ray Tune runs Paddle fine-tunes, the best is kept."""
     from autoft.config import load_config
 
+    started = time.time()
     overrides = list(set_ or []) + ([f"search.trials={trials}"] if trials is not None else [])
+    zero_config = dataset is not None or (config is not None and (config.is_dir() or config.suffix.lower() == ".csv"))
     cfg = None
-    if resume is None:
+    if zero_config and resume is None:
+        cfg = _planned_config(config, dataset, time_budget, preset, overrides, param_file, started, dry_run)
+        if cfg is None:
+            return
+    elif resume is None:
+        if time_budget is not None:
+            overrides.append(f"search.time_budget={time_budget}")
         cfg = load_config(config, overrides, param_file=param_file)
-        if warm_start is not None:
-            from autoft.run.warmstart import warm_start as with_warm_start
+    if cfg is not None and warm_start is not None:
+        from autoft.run.warmstart import warm_start as with_warm_start
 
-            cfg = with_warm_start(cfg, warm_start)
-    elif config is not None or overrides or param_file is not None:
-        raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set, --param-file and "
-                          "--trials")
+        cfg = with_warm_start(cfg, warm_start)
+    if resume is not None and (config is not None or overrides or param_file is not None or dataset is not None
+                               or time_budget is not None):
+        raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set, --param-file, "
+                          "--dataset, --time-budget and --trials")
     if dry_run:
         from autoft.training.plan import format_plan, make_plan
         from autoft.run.layout import RunDir as Run
@@ -104,7 +163,7 @@ def search(
         console.print(f"Report: {run / 'report' / 'report.html'}")
 
 
-@app.command()
+@app.command(short_help="One fine-tune with fixed values, no search.")
 def train(
     config: Annotated[Path, typer.Argument(
         help="A YAML config; searched keys take the first trial's values (init_value, search.enqueue[0], else "
@@ -124,7 +183,7 @@ def train(
     run_train(cfg)  # its last line names the best epoch and the bundle
 
 
-@app.command()
+@app.command(short_help="Top-k labels for images, from a bundle.")
 def predict(
     bundle: Annotated[Optional[Path], typer.Argument(help="A bundle folder or a run folder")] = None,
     images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders")] = None,
@@ -180,7 +239,7 @@ def leaderboard(
     print_reruns(board)
 
 
-@app.command()
+@app.command(short_help="Export a bundle (Paddle inference model or ONNX).")
 def export(
     bundle: Annotated[Path, typer.Argument(help="A bundle folder (or a run folder: its best_model/)")],
     format_: Annotated[str, typer.Option("--format", help="paddle (paddle.jit inference model) or onnx")] = "paddle",
@@ -195,7 +254,7 @@ def export(
         print(f"  {path}")
 
 
-@app.command()
+@app.command(short_help="Serve a run's Optuna, VisualDL or Ray dashboard.")
 def dashboard(
     kind: Annotated[str, typer.Argument(help="optuna, ray or visualdl")],
     run: Annotated[Optional[Path], typer.Argument(help="A run folder")] = None,
@@ -209,7 +268,7 @@ def dashboard(
     serve(kind, run, host=host, port=port, storage=storage)
 
 
-@app.command()
+@app.command(short_help="Draw a run's plots and report.html.")
 def report(
     run: RunDir,
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,

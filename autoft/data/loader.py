@@ -19,7 +19,7 @@ from autoft.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from autoft.config import RunConfig
 
-__all__ = ["load_data", "open_source"]
+__all__ = ["load_data", "count_images", "open_source"]
 
 
 def load_data(
@@ -57,6 +57,16 @@ def load_data(
         fingerprint=key,
         source=source.description,
     )
+
+
+def count_images(*, dataset: str | None, path: str | None, val_split: float = 0.2, seed: int = 0,
+                 max_train_per_class: int | None = None, max_val_per_class: int | None = None,
+                 flatten_nested: bool = False) -> tuple[int, int, int]:
+    """(train images, validation images, classes) as load_data would split them, without decoding an image."""
+    source = get_source(dataset) if dataset is not None else open_source(Path(str(path)),
+                                                                          flatten_nested=flatten_nested)
+    plan, _params = _plan(source, val_split, seed, max_train_per_class, max_val_per_class)
+    return len(plan[SplitName.TRAIN]), len(plan[SplitName.VAL]), len(source.class_names)
 
 
 def open_source(path: Path, *, flatten_nested: bool = False) -> Source:

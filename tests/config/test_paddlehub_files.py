@@ -102,6 +102,6 @@ def test_bad_space_files_are_one_line(tmp_path: Path, config: str, flags: list[s
 
 def test_resume_refuses_a_param_file(tmp_path: Path) -> None:
     out = run("search", "--resume", str(tmp_path), "--param-file", "hparam.yaml")
-    assert_one_line_exit_2(out, "drop CONFIG, --set, --param-file and --trials")
+    assert_one_line_exit_2(out, "drop CONFIG, --set, --param-file, --dataset, --time-budget and --trials")
     with pytest.raises(ConfigError, match="param_list: give either"):
         load_config(_files(tmp_path, "space: {param_list: []}\nparam_list: []\n"))
