@@ -144,3 +144,17 @@ def test_eval_engine_is_checked_in_the_config() -> None:
     assert config_from_dict({}).train.eval_engine == "auto"
     with pytest.raises(ConfigError, match=r"train.eval_engine: unknown value 'static'.*auto, inference, dygraph"):
         config_from_dict({"train": {"eval_engine": "static"}})
+
+
+def test_the_engines_gpu_config_runs_on_a_cpu_build_as_far_as_it_can(lite0: nn.Layer) -> None:
+    """The GPU branch of the engine (enable_use_gpu) is exercised here: on a CPU-only Paddle it falls back to the
+    CPU and must give the CPU's logits. On a real GPU it is untested (no GPU machine was available)."""
+    if paddle.is_compiled_with_cuda():
+        pytest.skip("this Paddle has CUDA: the fallback cannot be seen")
+    images = noisy_split(16, seed=7).images
+    spec = lite0.spec
+    with EngineForward(lite0, tuple(spec.mean), tuple(spec.std), 32, gpu=False, threads=1) as cpu:
+        expected = cpu(images, 8)
+    with EngineForward(lite0, tuple(spec.mean), tuple(spec.std), 32, gpu=True, threads=1) as gpu:
+        got = gpu(images, 8)
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
