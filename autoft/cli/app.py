@@ -28,7 +28,7 @@ def _planned_config(data: Path | None, dataset: str | None, time_budget: str | N
     from autoft.config import config_from_dict, parse_duration, parse_set
     from autoft.config.loader import set_dotted
     from autoft.training.autoplan import PRESETS, make_auto_plan, probe_device
-    from autoft.data.loader import count_images
+    from autoft.data.loader import count_images, native_size
 
     if preset not in PRESETS:  # before the probe spends any time
         raise AutoftError(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
@@ -42,9 +42,10 @@ def _planned_config(data: Path | None, dataset: str | None, time_budget: str | N
     spec = {"dataset": dataset} if dataset is not None else {"path": str(Path(str(data)).resolve())}
     source = dataset if dataset is not None else str(data)
     counts = count_images(dataset=spec.get("dataset"), path=spec.get("path"))
+    native = native_size(dataset=spec.get("dataset"), path=spec.get("path"))
     workers = max(1, os.cpu_count() or 1)
     plan = make_auto_plan(data=spec, source=source, counts=counts, budget=budget, preset=preset,
-                          probe=probe_device(), workers=workers, spent=time.time() - started)
+                          probe=probe_device(), workers=workers, spent=time.time() - started, native=native)
     raw = plan.config
     for key, value in parse_set(overrides):
         set_dotted(raw, key, value)

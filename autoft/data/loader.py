@@ -6,20 +6,22 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from autoft.data import cache
 from autoft.data.csvfile import load_csv
 from autoft.data.dataset import ImageData
 from autoft.data.folder import load_folder
 from autoft.data.lists import is_list_folder, load_lists
 from autoft.data.registry import get_source
-from autoft.data.source import RawSplit, Source, SplitName
+from autoft.data.source import ArrayDecoder, RawSplit, Source, SplitName
 from autoft.data.splitting import cap_per_class, stratified_split
 from autoft.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from autoft.config import RunConfig
 
-__all__ = ["load_data", "count_images", "open_source"]
+__all__ = ["load_data", "count_images", "native_size", "open_source"]
 
 
 def load_data(
@@ -67,6 +69,33 @@ def count_images(*, dataset: str | None, path: str | None, val_split: float = 0.
                                                                           flatten_nested=flatten_nested)
     plan, _params = _plan(source, val_split, seed, max_train_per_class, max_val_per_class)
     return len(plan[SplitName.TRAIN]), len(plan[SplitName.VAL]), len(source.class_names)
+
+
+def native_size(*, dataset: str | None, path: str | None, sample: int = 24,
+                flatten_nested: bool = False) -> int | None:
+    """The median shorter side of a few training images as stored (headers only; arrays by their shape), or None
+    when none can be read: what a plan needs to avoid upscaling 28 px images to 260."""
+    from PIL import Image
+
+    source = get_source(dataset) if dataset is not None else open_source(Path(str(path)),
+                                                                          flatten_nested=flatten_nested)
+    items = source.splits[SplitName.TRAIN].items
+    if isinstance(source.decode, ArrayDecoder):  # indices into one raw array: its shape says it
+        return int(min(source.decode.images().shape[1:3]))
+    step = max(1, len(items) // sample)
+    sides = []
+    for item in list(items[::step])[:sample]:
+        if isinstance(item, np.ndarray):
+            sides.append(min(item.shape[:2]))
+            continue
+        if not isinstance(item, (str, Path)):
+            continue
+        try:
+            with Image.open(item) as image:
+                sides.append(min(image.size))
+        except (OSError, ValueError, TypeError):
+            continue
+    return int(np.median(sides)) if sides else None
 
 
 def open_source(path: Path, *, flatten_nested: bool = False) -> Source:

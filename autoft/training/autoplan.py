@@ -32,7 +32,9 @@ _REF = ("efficientnet_lite0", 64)
 _FULL = {"fast": (16, 2), "balanced": (10, 3), "best": (6, 4)}
 # frozen trunk: the share of the search budget the one-off feature pass may take
 _FEATURE_SHARE = {"fast": 0.2, "balanced": 0.35, "best": 0.5}
-_HEAD_EPOCH_PER_IMAGE = 2.0e-5  # seconds per cached feature vector per epoch (measured on Fashion-MNIST, 1 thread)
+# seconds per cached feature vector per epoch, one thread: measured on Fashion-MNIST (48k vectors) from 1.9e-5 (a
+# linear head, batch 256) to 2.3e-4 (a 1024-unit hidden layer, batch 64); the middle of the space's heads
+_HEAD_EPOCH_PER_IMAGE = 1.2e-4
 _OVERHEAD = {"ray": 15.0, "report": 20.0, "per_trial": 4.0}  # seconds: Ray's start, the report, a trial's set-up
 
 # Good first trials, enqueued before the sampler's own (zero-shot HPO). Chosen from the searches measured on this
@@ -76,6 +78,7 @@ class AutoPlan:
     feature_seconds: float      # head mode: the one-off feature pass
     search_budget: float        # search.time_budget
     probe: Probe
+    native: int | None = None   # the images' shorter side as stored
     config: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -90,7 +93,8 @@ class AutoPlan:
             f"budget {_mmss(self.budget)}, preset {self.preset}, {self.workers} trial(s) at a time",
             f"  measured: {_REF[0]} at {_REF[1]} px trains {1 / p.train_seconds:.0f} img/s and infers "
             f"{1 / p.infer_seconds:.0f} img/s on one thread (probe {p.seconds:.0f}s)",
-            f"  model: {self.backbone} at {self.image_size} px, {how}",
+            f"  model: {self.backbone} at {self.image_size} px"
+            + (f" (images {self.native} px; at most 4x that)" if self.native else "") + f", {how}",
             f"  trials: {self.epochs} epochs each (~{_mmss(self.trial_seconds)}), TPE + ASHA, about {trials} in a "
             f"{_mmss(self.search_budget)} search; {len(self.config['search']['enqueue'])} portfolio configs first",
         ]
@@ -160,9 +164,11 @@ def _space(mode: str, n_train: int) -> dict[str, Any]:
 
 
 def make_auto_plan(*, data: dict[str, Any], source: str, counts: tuple[int, int, int], budget: float,
-                   preset: str, probe: Probe, workers: int, spent: float = 0.0) -> AutoPlan:
+                   preset: str, probe: Probe, workers: int, spent: float = 0.0,
+                   native: int | None = None) -> AutoPlan:
     """The plan for ``counts`` = (train, val, classes) images in ``budget`` seconds (``spent`` of it gone already:
-    the probe, counting the data), with ``workers`` trials at a time."""
+    the probe, counting the data), with ``workers`` trials at a time. ``native``: the images' shorter side as
+    stored; sizes past 4× it (and past 64 px) are not tried, since upscaling adds cost and no detail."""
     if preset not in PRESETS:
         raise ConfigError(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
     n_train, n_val, classes = counts
@@ -173,8 +179,10 @@ def make_auto_plan(*, data: dict[str, Any], source: str, counts: tuple[int, int,
                           f"decoding and start-up take ~{_mmss(budget - search_budget)}); give at least "
                           f"{_mmss(budget - search_budget + 60)}")
     want, epochs = _FULL[preset]
+    limit = max(64, 4 * native) if native else None
+    candidates = [c for c in CANDIDATES if limit is None or c[1] <= limit] or [CANDIDATES[0]]
     chosen: tuple[str, int, str, float, float] | None = None
-    for backbone, size in CANDIDATES:  # full fine-tunes that leave room for the preset's trials
+    for backbone, size in candidates:  # full fine-tunes that leave room for the preset's trials
         k = probe.scale(backbone, size)
         epoch = n_train * probe.train_seconds * k + n_val * probe.infer_seconds * k + _OVERHEAD["per_trial"]
         trial = epochs * epoch
@@ -188,8 +196,8 @@ def make_auto_plan(*, data: dict[str, Any], source: str, counts: tuple[int, int,
         def features(candidate: tuple[str, int]) -> float:
             return (n_train + n_val) * probe.infer_seconds * probe.scale(*candidate)
 
-        fits = [c for c in CANDIDATES if features(c) <= _FEATURE_SHARE[preset] * search_budget]
-        backbone, size = fits[-1] if fits else CANDIDATES[0]
+        fits = [c for c in candidates if features(c) <= _FEATURE_SHARE[preset] * search_budget]
+        backbone, size = fits[-1] if fits else candidates[0]
         chosen = (backbone, size, "head", trial, features((backbone, size)))
     assert chosen is not None
     backbone, size, mode, trial, features = chosen
@@ -210,5 +218,5 @@ def make_auto_plan(*, data: dict[str, Any], source: str, counts: tuple[int, int,
     return AutoPlan(source=source, n_train=n_train, n_val=n_val, classes=classes, budget=budget, preset=preset,
                     workers=workers, backbone=backbone, image_size=size, mode=mode, epochs=epochs,
                     trial_seconds=trial, feature_seconds=features, search_budget=max(30.0, search_budget),
-                    probe=probe, config=config)
+                    probe=probe, native=native, config=config)
 

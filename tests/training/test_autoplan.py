@@ -13,9 +13,10 @@ from autoft.training.autoplan import PORTFOLIO, Probe, auto_name, make_auto_plan
 PROBE = Probe(train_seconds=1 / 25, infer_seconds=1 / 700, seconds=5.0)
 
 
-def _plan(counts: tuple[int, int, int], budget: float, preset: str = "balanced", workers: int = 2):
+def _plan(counts: tuple[int, int, int], budget: float, preset: str = "balanced", workers: int = 2,
+          native: int | None = None):
     return make_auto_plan(data={"path": "/data/x"}, source="/data/x", counts=counts, budget=budget, preset=preset,
-                          probe=PROBE, workers=workers, spent=8.0)
+                          probe=PROBE, workers=workers, spent=8.0, native=native)
 
 
 def test_small_data_is_fine_tuned_and_more_budget_buys_a_larger_model() -> None:
@@ -68,3 +69,12 @@ def test_a_budget_too_short_for_the_data_is_one_line() -> None:
                                           ("fashion-mnist", "auto-fashion-mnist"), ("/", "auto")])
 def test_run_names_follow_the_run_name_rule(source: str, name: str) -> None:
     assert auto_name(source) == name
+
+
+def test_small_images_are_not_upscaled_past_four_times_their_size() -> None:
+    free = _plan((500, 300, 10), 7200)
+    assert free.image_size > 112
+    small = _plan((500, 300, 10), 7200, native=28)  # Fashion-MNIST, CIFAR-like sizes
+    assert small.image_size <= 112 and small.mode == "full"
+    tiny = _plan((48_000, 12_000, 10), 1200, native=12)
+    assert tiny.image_size <= 64  # 4 x 12 is under 64: 64 px stays allowed
