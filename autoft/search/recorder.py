@@ -25,7 +25,7 @@ __all__ = ["Progress", "WORKER_KEYS", "TrialNumbers", "Recorder", "RecorderCallb
            "ray_error_line"]
 
 # what a trial says about its worker, kept in trial.json `extra`
-WORKER_KEYS = ("cpu_threads", "gpu_ids", "node_id", "hostname")
+WORKER_KEYS = ("cpu_threads", "gpu_ids", "node_id", "hostname", "cost_per_epoch")
 
 
 class TrialNumbers(Protocol):
@@ -90,7 +90,7 @@ class Recorder:
             self._save(dataclasses.replace(record, extra=extra), f"{trial_id} cloned {entry['donor']}")
 
     def result(self, trial: Trial, result: dict[str, Any]) -> None:
-        keep = ("epoch", "step", "train_loss", "val_loss", "val_acc", "lr", "seconds")
+        keep = ("epoch", "step", "train_loss", "val_loss", "val_acc", "lr", "seconds", "compute")
         record = self.records.get(trial.trial_id)
         if record is not None:
             extra = {**record.extra, **{k: result[k] for k in WORKER_KEYS if k in result}}

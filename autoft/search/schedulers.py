@@ -9,6 +9,7 @@ from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandSchedule
 
 from autoft.config import RunConfig
 from autoft.config.schema import Scheduler
+from autoft.search.costs import COMPUTE, cost_aware, cost_range
 from autoft.search.pbt import PbtScheduler
 from autoft.search.recorder import Recorder
 
@@ -19,7 +20,14 @@ _COMMON = {"time_attr": "epoch", "metric": "val_acc", "mode": "max"}
 
 
 def _asha(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+    """Rungs in epochs; when the space searches the backbone or the image size, rungs in ``compute`` (epochs of
+    the space's cheapest configuration, autoft.search.costs), so a trial is compared with the others after the
+    same compute: a configuration 3× as costly meets its first rung after a third of the epochs."""
     s, epochs = cfg.search, cfg.train.epochs
+    if cost_aware(cfg):
+        cheapest, dearest = cost_range(cfg)
+        return ASHAScheduler(max_t=epochs * dearest / cheapest, grace_period=min(s.grace_period, epochs),
+                             reduction_factor=s.reduction_factor, **{**_COMMON, "time_attr": COMPUTE})
     return ASHAScheduler(max_t=epochs, grace_period=min(s.grace_period, epochs), reduction_factor=s.reduction_factor,
                          **_COMMON)
 

@@ -75,6 +75,7 @@ def trainable(config: dict[str, Any], job: TrialJob) -> None:
     from autoft.config import apply_params
     from autoft.errors import TrialError
     from autoft.search.checkpoints import TrialCheckpoints
+    from autoft.search.costs import COMPUTE, cost_aware, relative_cost
     from autoft.training.fit import fit
     from autoft.observe.visuallog import TrialLog
 
@@ -98,13 +99,17 @@ def trainable(config: dict[str, Any], job: TrialJob) -> None:
     def report(metrics: dict[str, Any]) -> None:
         best["val_acc"] = max(best["val_acc"], float(metrics["val_acc"]))
         visual.write(metrics)
-        tune.report({**metrics, "best_val_acc": best["val_acc"], **worker},
+        cost = {COMPUTE: float(metrics["epoch"]) * epoch_cost} if epoch_cost is not None else {}
+        tune.report({**metrics, "best_val_acc": best["val_acc"], **cost, **worker},
                     checkpoint=checkpoints.for_report(metrics))
         checkpoints.after_report(metrics)
         check_time()
 
     log_file = (trial_dir / "train.log").open("a", encoding="utf-8")
     params = {k: config[k] for k in job.param_names if k in config}
+    epoch_cost = relative_cost(job.cfg, params) if cost_aware(job.cfg) else None  # searched backbone / size
+    if epoch_cost is not None:
+        worker["cost_per_epoch"] = round(epoch_cost, 4)  # → trial.json extra
     visual = TrialLog(trial_dir, params, warn=lambda message: log_file.write(message + "\n"))
 
     def log(message: str) -> None:

