@@ -166,9 +166,9 @@ def _cell(column: str, v: Any) -> str:
 
 
 # the order columns are given up in when the terminal is narrow: the first ones always stay
-_PRIORITY = ("rank", "trial_id", "val_acc", "status", "<params>", "seconds", "epochs_run", "best_epoch", "val_loss",
-             "rerun_of", "error")
-_NUMERIC = ("rank", "seconds", "best_epoch", "epochs_run", "val_acc", "val_loss")
+_PRIORITY = ("rank", "trial_id", "val_acc", "status", "<params>", "seconds", "cost_per_epoch", "epochs_run",
+             "best_epoch", "val_loss", "rerun_of", "error")
+_NUMERIC = ("rank", "seconds", "cost_per_epoch", "best_epoch", "epochs_run", "val_acc", "val_loss")
 
 
 def board_lines(board: Any, width: int | None) -> tuple[list[str], list[str]]:

@@ -60,9 +60,11 @@ def rank(records: list[TrialRecord]) -> Leaderboard:
         row.update({"val_acc": best.get("val_acc"), "val_loss": best.get("val_loss"),
                     "best_epoch": best.get("epoch"), "epochs_run": r.epochs_run,
                     "seconds": round(r.seconds, 1), "error": r.error or "",
-                    "rerun_of": r.extra.get("rerun_of") or ""})
+                    "rerun_of": r.extra.get("rerun_of") or "", "cost_per_epoch": r.extra.get("cost_per_epoch")})
         rows.append(row)
     columns = FIXED_COLUMNS + param_names + METRIC_COLUMNS
+    if any("cost_per_epoch" in r.extra for r in ordered):  # a searched backbone or image size (search.costs)
+        columns.insert(columns.index("seconds") + 1, "cost_per_epoch")
     if any("rerun_of" in r.extra for r in ordered):  # search.rerun_top_k
         columns.append("rerun_of")
     table = pd.DataFrame(rows, columns=columns)

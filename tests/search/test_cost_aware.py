@@ -59,6 +59,11 @@ def test_a_slow_no_better_configuration_is_stopped_after_fewer_epochs(shapes_dir
     assert slow.status is TrialStatus.STOPPED and slow.epochs_run == 1
     assert slow.history[0]["compute"] == pytest.approx(3.0375)
     assert slow.best["val_acc"] < first.best["val_acc"]
+    header = (outcome.run_dir / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert header[header.index("seconds") + 1] == "cost_per_epoch"  # the leaderboard shows each trial's cost
+    board = outcome.leaderboard
+    assert list(board.table["cost_per_epoch"]) == [r.extra["cost_per_epoch"] for r in board.records]
+    assert sorted(board.table["cost_per_epoch"]) == pytest.approx([1.0, 1.0, 3.0375])
 
 
 def test_the_scheduler_compares_a_costly_trial_after_equal_compute(shapes_dir: Path) -> None:
