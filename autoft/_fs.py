@@ -28,9 +28,9 @@ import numpy as np
 
 from autoft.errors import AutoftError
 
-__all__ = ["autoft_home", "remove_tree", "atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "write_safetensors", "make_tmp_dir", "swap_dir", "recover_dir", "swap_in_flight", "clean_orphans", "check_writable", "RunLock",
-           "LOCK_FILE"]
+__all__ = ["autoft_home", "remove_tree", "atomic_write", "atomic_write_bytes", "atomic_write_text",
+           "atomic_write_json", "write_safetensors", "make_tmp_dir", "swap_dir", "recover_dir", "swap_in_flight",
+           "clean_orphans", "check_writable", "RunLock", "LOCK_FILE"]
 
 
 def autoft_home() -> Path:

@@ -27,11 +27,10 @@ def _planned_config(data: Path | None, dataset: str | None, time_budget: str | N
     run, which stops after the plan)."""
     from autoft.config import config_from_dict, parse_duration, parse_set
     from autoft.config.loader import set_dotted
-    from autoft.training.autoplan import PRESETS, make_auto_plan, probe_device
-    from autoft.data.loader import count_images, native_size
+    from autoft.training.autoplan import check_preset, make_auto_plan, probe_device
+    from autoft.data.loader import survey_images
 
-    if preset not in PRESETS:  # before the probe spends any time
-        raise AutoftError(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+    check_preset(preset)  # before the probe spends any time
     if data is not None and dataset is not None:
         raise AutoftError(f"--dataset {dataset}: give either DATA or --dataset, not both")
     if param_file is not None:
@@ -41,11 +40,11 @@ def _planned_config(data: Path | None, dataset: str | None, time_budget: str | N
         raise AutoftError(f"--time-budget: must be a positive duration like 10m, got {time_budget!r}")
     spec = {"dataset": dataset} if dataset is not None else {"path": str(Path(str(data)).resolve())}
     source = dataset if dataset is not None else str(data)
-    counts = count_images(dataset=spec.get("dataset"), path=spec.get("path"))
-    native = native_size(dataset=spec.get("dataset"), path=spec.get("path"))
+    survey = survey_images(dataset=spec.get("dataset"), path=spec.get("path"))
     workers = max(1, os.cpu_count() or 1)
-    plan = make_auto_plan(data=spec, source=source, counts=counts, budget=budget, preset=preset,
-                          probe=probe_device(), workers=workers, spent=time.time() - started, native=native)
+    plan = make_auto_plan(data=spec, source=source, counts=(survey.train, survey.val, survey.classes),
+                          budget=budget, preset=preset, probe=probe_device(), workers=workers,
+                          spent=time.time() - started, native=survey.native)
     raw = plan.config
     for key, value in parse_set(overrides):
         set_dotted(raw, key, value)
@@ -105,9 +104,13 @@ def search(
 
     started = time.time()
     overrides = list(set_ or []) + ([f"search.trials={trials}"] if trials is not None else [])
+    if resume is not None and (config is not None or overrides or param_file is not None or dataset is not None
+                               or time_budget is not None):
+        raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set, --param-file, "
+                          "--dataset, --time-budget and --trials")
     zero_config = dataset is not None or (config is not None and (config.is_dir() or config.suffix.lower() == ".csv"))
     cfg = None
-    if zero_config and resume is None:
+    if zero_config:  # (a resume with data was refused above)
         cfg = _planned_config(config, dataset, time_budget, preset, overrides, param_file, started, dry_run)
         if cfg is None:
             return
@@ -119,10 +122,6 @@ def search(
         from autoft.run.warmstart import warm_start as with_warm_start
 
         cfg = with_warm_start(cfg, warm_start)
-    if resume is not None and (config is not None or overrides or param_file is not None or dataset is not None
-                               or time_budget is not None):
-        raise AutoftError("--resume continues a run with its saved config; drop CONFIG, --set, --param-file, "
-                          "--dataset, --time-budget and --trials")
     if dry_run:
         from autoft.training.plan import format_plan, make_plan
         from autoft.run.layout import RunDir as Run

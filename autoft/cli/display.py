@@ -12,8 +12,7 @@ if TYPE_CHECKING:
     from autoft.search.progress import Progress
 
 __all__ = ["make_console", "Display", "EtaSmoother", "progress_line", "short_name", "board_lines", "ray_dashboard_line",
-           "print_board", "print_reruns", "fmt",
-           "fmt_seconds"]
+           "print_board", "print_reruns", "fmt", "fmt_seconds", "PREDICT_FORMATS", "format_predictions"]
 
 
 def make_console() -> Any:

@@ -8,5 +8,5 @@ from autoft.config.schema import (OPTIMIZERS, RunConfig, TrainConfig, apply_para
                                   first_config, inert_searched_keys, resolve_image_size)
 
 __all__ = ["RunConfig", "TrainConfig", "OPTIMIZERS", "apply_params", "config_from_dict", "config_to_dict",
-           "demo_config_path", "first_config", "inert_searched_keys", "load_config", "parse_duration", "parse_set", "read_yaml_file",
-           "resolve_image_size"]
+           "demo_config_path", "first_config", "inert_searched_keys", "load_config", "parse_duration", "parse_set",
+           "read_yaml_file", "resolve_image_size"]

@@ -14,8 +14,8 @@ from autoft.config.schema import TOP_KEYS, RunConfig, config_from_dict
 from autoft.config.space import quote
 from autoft.errors import ConfigError
 
-__all__ = ["YamlRefusal", "StrictLoader", "yaml_load", "read_yaml_file", "parse_set", "set_dotted", "load_config", "read_space_file",
-           "demo_config_path"]
+__all__ = ["YamlRefusal", "StrictLoader", "yaml_load", "read_yaml_file", "parse_set", "set_dotted", "load_config",
+           "read_space_file", "demo_config_path"]
 
 _MAX_ALIASED = 10_000  # YAML nodes that aliases (*name) may add in all: a config reuses a list, not a billion
 _MAX_DEPTH = 32  # YAML nesting: a config is a few levels deep, and deeper ones overflow Python's recursion

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numbers
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from autoft.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from autoft.config import RunConfig
 
-__all__ = ["load_data", "count_images", "native_size", "open_source"]
+__all__ = ["load_data", "ImageSurvey", "survey_images", "open_source"]
 
 
 def load_data(
@@ -43,8 +44,7 @@ def load_data(
     ImageFolder, every folder of images is a class named by its relative path ("animals/cat").
     """
     _check_args(dataset, path, image_size, val_split, max_train_per_class)
-    source = get_source(dataset) if dataset is not None else open_source(Path(str(path)),
-                                                                          flatten_nested=flatten_nested)
+    source = _source(dataset, path, flatten_nested)
     plan, params = _plan(source, val_split, seed, max_train_per_class, max_val_per_class)
     key = cache.fingerprint(source.content_hash, image_size, params)
     directory = Path(cache_dir).expanduser() if cache_dir is not None else cache.default_cache_dir()
@@ -61,41 +61,47 @@ def load_data(
     )
 
 
-def count_images(*, dataset: str | None, path: str | None, val_split: float = 0.2, seed: int = 0,
-                 max_train_per_class: int | None = None, max_val_per_class: int | None = None,
-                 flatten_nested: bool = False) -> tuple[int, int, int]:
-    """(train images, validation images, classes) as load_data would split them, without decoding an image."""
-    source = get_source(dataset) if dataset is not None else open_source(Path(str(path)),
-                                                                          flatten_nested=flatten_nested)
-    plan, _params = _plan(source, val_split, seed, max_train_per_class, max_val_per_class)
-    return len(plan[SplitName.TRAIN]), len(plan[SplitName.VAL]), len(source.class_names)
+@dataclass(frozen=True)
+class ImageSurvey:
+    """What a plan needs to know of a data source before anything is decoded."""
+
+    train: int          # training images, as load_data would split them
+    val: int            # validation images
+    classes: int
+    native: int | None  # the median shorter side of a few training images as stored (None: none readable)
 
 
-def native_size(*, dataset: str | None, path: str | None, sample: int = 24,
-                flatten_nested: bool = False) -> int | None:
-    """The median shorter side of a few training images as stored (headers only; arrays by their shape), or None
-    when none can be read: what a plan needs to avoid upscaling 28 px images to 260."""
+def survey_images(*, dataset: str | None, path: str | None, val_split: float = 0.2, seed: int = 0,
+                  flatten_nested: bool = False, sample: int = 24) -> ImageSurvey:
+    """Counts per split as load_data would make them, and the images' stored size (file headers only, or the raw
+    array's shape), from one listing of the source: nothing is decoded."""
+    source = _source(dataset, path, flatten_nested)
+    plan, _params = _plan(source, val_split, seed, None)
+    return ImageSurvey(train=len(plan[SplitName.TRAIN]), val=len(plan[SplitName.VAL]),
+                       classes=len(source.class_names), native=_native_size(source, sample))
+
+
+def _native_size(source: Source, sample: int) -> int | None:
     from PIL import Image
 
-    source = get_source(dataset) if dataset is not None else open_source(Path(str(path)),
-                                                                          flatten_nested=flatten_nested)
-    items = source.splits[SplitName.TRAIN].items
     if isinstance(source.decode, ArrayDecoder):  # indices into one raw array: its shape says it
         return int(min(source.decode.images().shape[1:3]))
-    step = max(1, len(items) // sample)
+    items = source.splits[SplitName.TRAIN].items
     sides = []
-    for item in list(items[::step])[:sample]:
+    for item in list(items[::max(1, len(items) // sample)])[:sample]:
         if isinstance(item, np.ndarray):
             sides.append(min(item.shape[:2]))
-            continue
-        if not isinstance(item, (str, Path)):
-            continue
-        try:
-            with Image.open(item) as image:
-                sides.append(min(image.size))
-        except (OSError, ValueError, TypeError):
-            continue
+        elif isinstance(item, (str, Path)):
+            try:
+                with Image.open(item) as image:
+                    sides.append(min(image.size))
+            except (OSError, ValueError, TypeError):
+                continue
     return int(np.median(sides)) if sides else None
+
+
+def _source(dataset: str | None, path: str | None, flatten_nested: bool) -> Source:
+    return get_source(dataset) if dataset is not None else open_source(Path(str(path)), flatten_nested=flatten_nested)
 
 
 def open_source(path: Path, *, flatten_nested: bool = False) -> Source:

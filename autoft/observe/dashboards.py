@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from autoft.run.layout import RunDir
-from autoft.run.storage import driver_url, hide_secret, read_study, shown_url, with_password
+from autoft.run.storage import driver_url, failure_reason, read_study, shown_url, with_password
 from autoft.errors import AutoftError, ConfigError
 
 __all__ = ["serve", "KINDS", "DEFAULT_PORTS", "ray_dashboard_help"]
@@ -72,8 +72,7 @@ def _optuna(url: str, study: str | None, host: str, port: int) -> None:
     try:
         summaries = optuna.get_all_study_summaries(url, include_best_trial=False)
     except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL
-        reason = hide_secret(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200])
-        raise AutoftError(f"dashboard optuna: cannot open {shown_url(url)} ({type(exc).__name__}: {reason})") from None
+        raise AutoftError(f"dashboard optuna: cannot open {shown_url(url)} ({failure_reason(exc)})") from None
     studies = ", ".join(f"{s.study_name} ({s.n_trials} trials)" for s in summaries) or "no study yet"
     this = f" this run's study: {study};" if study else ""
     print(f"Optuna dashboard for {shown_url(url)} [{studies}];{this} http://{_url_host(host)}:{port}/  "

@@ -2,8 +2,8 @@
 
 The optimisation history, parallel coordinates and learning curves are drawn from the run's own trial.json records
 (every scored trial, stopped early or not); Optuna draws the parameter importances from the study; the confusion
-matrix comes from the best bundle's predictions on the validation split. A plot that cannot be made is left out
-with a note saying why.
+matrix comes from the best bundle's predictions on the validation split (the test split after a train+val final
+fit, when there is one). A plot that cannot be made is left out with a note saying why.
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from autoft.run.leaderboard import Leaderboard, is_blank, load_leaderboard
 from autoft.run.records import TrialStatus
 from autoft.run.storage import StudyRef, open_storage, read_study, shown_url
 
-__all__ = ["Plot", "Report", "write_report", "try_write_report", "figure", "trial_order", "REPORT_DIR", "REPORT_HTML"]
+__all__ = ["Plot", "Report", "write_report", "try_write_report", "figure", "trial_order", "REPORT_DIR",
+           "REPORT_HTML"]
 
 REPORT_DIR = "report"
 REPORT_HTML = "report.html"
@@ -158,13 +159,16 @@ def _scored(run: _Run) -> list[Any]:
     """Every trial with a val_acc that is not still running — stopped early, interrupted and failed ones too — in
     the order they started (trial.json: the run's own record, whatever the study's storage holds)."""
     return sorted((r for r in run.board.records if r.best is not None and r.best.get("val_acc") is not None
-                   and r.status is not TrialStatus.RUNNING), key=lambda r: (r.started, r.trial_id))
+                   and r.status is not TrialStatus.RUNNING), key=_start_order)
+
+
+def _start_order(record: Any) -> tuple[float, str]:
+    return record.started, record.trial_id
 
 
 def trial_order(run_board: Leaderboard) -> dict[str, int]:
     """trial id → its place in the order trials started (1, 2, …): the history plot's x and the report table's #."""
-    ordered = sorted(run_board.records, key=lambda r: (r.started, r.trial_id))
-    return {r.trial_id: i for i, r in enumerate(ordered, start=1)}
+    return {r.trial_id: i for i, r in enumerate(sorted(run_board.records, key=_start_order), start=1)}
 
 
 def _marks(status: TrialStatus) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from autoft.config.rules import check_run_name
 from autoft.errors import ConfigError
 from autoft.run.layout import RunDir
 
-__all__ = ["StudyRef", "PASSWORD_ENV", "STUDY_FILE", "driver_url", "public_url", "recorded_url", "shown_url", "with_password",
-           "read_study", "write_study", "check_study_name", "hide_secret", "open_storage"]
+__all__ = ["StudyRef", "PASSWORD_ENV", "STUDY_FILE", "driver_url", "public_url", "recorded_url", "shown_url",
+           "with_password", "read_study", "write_study", "check_study_name", "hide_secret", "failure_reason",
+           "open_storage"]
 
 STUDY_FILE = "study.json"
 PASSWORD_ENV = "AUTOFT_STORAGE_PASSWORD"
@@ -133,8 +134,13 @@ def open_storage(run_dir: Path, url: str | None, what: str = "--storage") -> Any
         storage.get_all_studies()  # a garbage SQLite file opens lazily: read it now, not inside the first trial
         return storage
     except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL or file
-        reason = hide_secret(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200])
-        raise ConfigError(f"{label}: cannot open the Optuna study storage ({type(exc).__name__}: {reason})") from None
+        raise ConfigError(f"{label}: cannot open the Optuna study storage ({failure_reason(exc)})") from None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """``Kind: first line`` of a database error (the driver's own when SQLAlchemy wraps one), password hidden."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {hide_secret(lines[0][:200] if lines else '')}"
 
 
 def check_study_name(key: str, name: object) -> str:

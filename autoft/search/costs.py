@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from autoft.config import RunConfig, resolve_image_size
-from autoft.training.autoplan import FLOPS_PER_PIXEL
+from autoft.training.autoplan import pixel_cost
 
 __all__ = ["COMPUTE", "COST_KEYS", "cost_aware", "relative_cost", "cost_range"]
 
@@ -32,10 +32,6 @@ def _pick(params: Mapping[str, Any], keys: tuple[str, ...], default: Any) -> Any
     return next((params[k] for k in keys if k in params), default)
 
 
-def _cost(backbone: str, size: int) -> float:
-    return FLOPS_PER_PIXEL.get(str(backbone), 1.0) * float(size) ** 2
-
-
 def _values(cfg: RunConfig, keys: tuple[str, ...], default: Any) -> list[Any]:
     for key in keys:
         param = cfg.space.get(key)
@@ -47,7 +43,7 @@ def _values(cfg: RunConfig, keys: tuple[str, ...], default: Any) -> list[Any]:
 
 def cost_range(cfg: RunConfig) -> tuple[float, float]:
     """(cheapest, dearest) epoch cost over every backbone × image size the space can draw."""
-    costs = [_cost(b, s) for b, s in itertools.product(_values(cfg, BACKBONE_KEYS, cfg.model.backbone),
+    costs = [pixel_cost(str(b), s) for b, s in itertools.product(_values(cfg, BACKBONE_KEYS, cfg.model.backbone),
                                                        _values(cfg, SIZE_KEYS, resolve_image_size(cfg)))]
     return min(costs), max(costs)
 
@@ -57,4 +53,4 @@ def relative_cost(cfg: RunConfig, params: Mapping[str, Any]) -> float:
     cheapest, _ = cost_range(cfg)
     backbone = _pick(params, BACKBONE_KEYS, cfg.model.backbone)
     size = _pick(params, SIZE_KEYS, resolve_image_size(cfg))
-    return _cost(backbone, size) / cheapest
+    return pixel_cost(str(backbone), size) / cheapest

@@ -121,6 +121,7 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
     """
     if importlib.util.find_spec("paddle") is None:
         raise AutoftError(PADDLE_MISSING)  # trials would all fail on it, one by one
+    message = on_message or (lambda _m: None)
     if ray_dashboard and not address:
         _check_ray_dashboard_deps()  # before a run folder is made
     if resume is not None:
@@ -149,12 +150,12 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
         from autoft.search.tuner import check_address
 
         check_address(address)
-    _check_data(cfg, on_message or (lambda _m: None))
+    _check_data(cfg, message)
     if resume is None:
         from autoft.config import inert_searched_keys
 
         for line in inert_searched_keys(cfg):
-            (on_message or (lambda _m: None))(f"config warning: {line}")
+            message(f"config warning: {line}")
     from autoft.search.tuner import RaySession
 
     ray_session = RaySession(cfg, address, ray_dashboard, on_dashboard)
@@ -172,7 +173,7 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
         with lock:
             return _search_locked(cfg, run_dir, data, storage, ref, created=created, resuming=resume is not None,
                                   ray_session=ray_session, storage_url=url, on_progress=on_progress,
-                                  on_message=on_message or (lambda _m: None), evaluate_test=evaluate_test)
+                                  on_message=message, evaluate_test=evaluate_test)
     finally:
         ray_session.close()
 

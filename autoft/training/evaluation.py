@@ -27,8 +27,8 @@ from autoft.errors import DataError
 from autoft.serving.engine import InferenceRunner, export_layer
 from autoft.training.loop import evaluate
 
-__all__ = ["Evaluator", "Forward", "EngineForward", "cpu_threads", "metrics_from_logits", "make_forward", "make_evaluator",
-           "engine_threads"]
+__all__ = ["Evaluator", "Forward", "EngineForward", "cpu_threads", "metrics_from_logits", "make_forward",
+           "make_evaluator", "engine_threads"]
 
 Log = Callable[[str], None]
 Evaluator = Callable[[nn.Layer, Split, tuple[float, float, float], tuple[float, float, float], int],
