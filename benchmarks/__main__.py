@@ -13,14 +13,18 @@ from benchmarks import BENCHMARKS
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"one or more of: {', '.join(BENCHMARKS)}")
-    names = parser.parse_args(argv).names or list(BENCHMARKS)
+    parser.add_argument("--all", action="store_true", help="replay: the whole sampler x scheduler matrix")
+    args = parser.parse_args(argv)
+    names = args.names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; valid: {', '.join(BENCHMARKS)}")
     failed = []
     started = time.time()
     for name in names:
-        done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], stdout=subprocess.PIPE, text=True)
+        extra = ["--all"] if args.all and name == "replay" else []
+        done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *extra], stdout=subprocess.PIPE,
+                              text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith(f"{name}: ")]
         print(lines[-1] if lines else f"{name}: failed (exit {done.returncode})", flush=True)
         if done.returncode or not lines:
