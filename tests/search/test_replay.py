@@ -87,20 +87,34 @@ def test_replayed_trials_through_the_real_tuner_report_their_recorded_curves(tmp
         for acc in curves[t.key(config)]:
             tune.report({"val_acc": acc, "epoch": 1})
 
+    class Reports(tune.Callback):
+        """What each trial reported, as the Tuner's driver saw it (not Tune's loggers, which autoft's own
+        in-process searches switch off for the whole process)."""
+
+        def __init__(self) -> None:
+            self.by_trial: dict[str, list[float]] = {}
+
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+            self.by_trial.setdefault(trial.trial_id, []).append(result["val_acc"])
+
+    reports = Reports()
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=ray_temp_dir())
     try:
         grid = tune.Tuner(tune.with_resources(trainable, {"cpu": 1}),
                           tune_config=tune.TuneConfig(search_alg=searcher, num_samples=3, max_concurrent_trials=2),
-                          run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0)).fit()
+                          run_config=tune.RunConfig(storage_path=str(tmp_path / "ray"), verbose=0,
+                                                    callbacks=[reports])).fit()
     finally:
         if started:
             ray.shutdown()
-    assert len(grid) == 3
+    assert len(grid) == 3 and len(reports.by_trial) == 3
     for result in grid:
+        assert result.error is None, result.error
         params = {k: result.config[k] for k in SPACE}
-        assert list(result.metrics_dataframe["val_acc"]) == pytest.approx(t.row(params)["val_acc"])
+        trial_id = result.metrics["trial_id"]
+        assert reports.by_trial[trial_id] == pytest.approx(t.row(params)["val_acc"])
 
 
 def test_the_committed_tables_are_whole_curves_of_the_space_they_name() -> None:
