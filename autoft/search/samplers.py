@@ -56,7 +56,8 @@ def _qmc(cfg: RunConfig, seed: int) -> BaseSampler:
     import optuna
 
     _say_categoricals_are_independent(cfg)
-    return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    # scrambled: Optuna's unscrambled Sobol sequence ignores the seed, so every search.seed drew the same points
+    return optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
 
 
 def _gp(cfg: RunConfig, seed: int) -> BaseSampler:
