@@ -288,8 +288,24 @@ class Simulation:
 
 def simulate(table: Table, sampler: str, scheduler: str, seed: int, *, search: dict[str, Any] | None = None,
              epoch_budget: int | None = None, num_samples: int | None = None) -> Simulation:
+    """``search`` holds ``search:`` keys, and ``tpe.NAME`` keys: settings of autoft's TPE (``tpe_sampler``'s
+    keywords: startup, multivariate, group, constant_liar) that are not config keys, scored by registering that
+    variant as the tpe factory while the searcher is built."""
+    from autoft.config.schema import Sampler
+    from autoft.search.samplers import SAMPLER_FACTORIES, tpe_sampler
+
+    search = dict(search or {})
+    tpe = {k.split(".", 1)[1]: search.pop(k) for k in [k for k in search if k.startswith("tpe.")]}
     cfg = replay_config(table, sampler, scheduler, seed, search)
-    return Simulation(table, cfg, epoch_budget, num_samples).run()
+    if not tpe:
+        return Simulation(table, cfg, epoch_budget, num_samples).run()
+    default = SAMPLER_FACTORIES[Sampler.TPE]
+    SAMPLER_FACTORIES[Sampler.TPE] = lambda c, s: tpe_sampler(c.search.trials, s, **tpe)
+    try:
+        sim = Simulation(table, cfg, epoch_budget, num_samples)
+    finally:
+        SAMPLER_FACTORIES[Sampler.TPE] = default
+    return sim.run()
 
 
 # scoring
@@ -393,7 +409,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--all", action="store_true", help="every sampler x scheduler, not only TPE+ASHA")
     parser.add_argument("--seeds", type=int, default=SEEDS)
     parser.add_argument("--extra", action="append", default=[], metavar="KEY=VALUE,...",
-                        help="also score TPE+ASHA with these search settings (e.g. grace_period=2)")
+                        help="also score TPE+ASHA with these search settings (e.g. grace_period=2, scheduler=fifo) "
+                             "or TPE settings (tpe.startup=5, tpe.multivariate=false, tpe.group=true, "
+                             "tpe.constant_liar=false)")
     args = parser.parse_args(argv)
     quiet()
     import logging

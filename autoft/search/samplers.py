@@ -14,16 +14,25 @@ from autoft.errors import ConfigError
 if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
 
-__all__ = ["SAMPLER_FACTORIES", "make_sampler"]
+__all__ = ["SAMPLER_FACTORIES", "make_sampler", "tpe_sampler"]
 
 SamplerFactory = Callable[[RunConfig, int], "BaseSampler"]
 
 
-def _tpe(cfg: RunConfig, seed: int) -> BaseSampler:
+def tpe_sampler(trials: int, seed: int, *, startup: int | None = None, multivariate: bool = True,
+                group: bool = False, constant_liar: bool = True) -> BaseSampler:
+    """autoft's TPE: these defaults are what ``search.sampler: tpe`` builds; the replay benchmark scores others.
+    ``startup`` (random trials before TPE models) defaults to a third of the budget, 2 to 10."""
     import optuna
 
-    startup = max(2, min(10, cfg.search.trials // 3))
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True, n_startup_trials=startup)
+    if startup is None:
+        startup = max(2, min(10, trials // 3))
+    return optuna.samplers.TPESampler(seed=seed, multivariate=multivariate or group, group=group,
+                                      constant_liar=constant_liar, n_startup_trials=startup)
+
+
+def _tpe(cfg: RunConfig, seed: int) -> BaseSampler:
+    return tpe_sampler(cfg.search.trials, seed)
 
 
 def _random(cfg: RunConfig, seed: int) -> BaseSampler:

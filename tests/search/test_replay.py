@@ -67,6 +67,20 @@ def test_asha_stops_by_the_recorded_values_and_the_grid_covers_the_recording(tmp
         assert got == tr.row["val_acc"][:tr.epoch]
 
 
+def test_tpe_settings_reach_the_sampler_and_the_default_comes_back(tmp_path: Path) -> None:
+    from autoft.search.samplers import make_sampler
+    from benchmarks.replay import replay_config
+
+    t = _table(tmp_path)
+    sim = simulate(t, "tpe", "fifo", seed=1, num_samples=4,
+                   search={"tpe.startup": 3, "tpe.multivariate": False, "tpe.constant_liar": False})
+    sampler = sim.searcher._ot_study.sampler
+    assert (sampler._n_startup_trials, sampler._multivariate, sampler._constant_liar) == (3, False, False)
+    assert len(sim.trials) == 4
+    default = make_sampler(replay_config(t, "tpe", "fifo", seed=1), 1)  # autoft's own, as search builds it
+    assert (default._n_startup_trials, default._multivariate, default._constant_liar) == (6, True, True)
+
+
 def test_replayed_trials_through_the_real_tuner_report_their_recorded_curves(tmp_path: Path) -> None:
     """The end-to-end check: the same table through ray.tune.Tuner with autoft's searcher."""
     import optuna
