@@ -65,7 +65,7 @@ def _qmc(cfg: RunConfig, seed: int) -> BaseSampler:
     import optuna
 
     _say_categoricals_are_independent(cfg)
-    # scrambled: Optuna's unscrambled Sobol sequence ignores the seed, so every search.seed drew the same points
+    # scrambled: unscrambled, Optuna's Sobol points after the first trial are the same whatever search.seed is
     return optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False)
 
 
