@@ -152,17 +152,18 @@ class Evaluation:
 class Simulation:
     """One replayed search: searcher + scheduler as autoft builds them, a clock moved from event to event."""
 
-    def __init__(self, table: Table, cfg, epoch_budget: int | None = None, num_samples: int | None = None) -> None:
+    def __init__(self, table: Table, cfg, epoch_budget: int | None = None, num_samples: int | None = None,
+                 sampler=None) -> None:
         import optuna
         from ray.tune.search import ConcurrencyLimiter
 
         from autoft.search.budget import Budget
         from autoft.search.schedulers import make_scheduler
-        from autoft.search.searcher import make_searcher
+        from autoft.search.searcher import StudySearch, make_searcher
 
         self.table, self.cfg = table, cfg
-        self.searcher = make_searcher(cfg, optuna.storages.InMemoryStorage(), "replay", cfg.search.seed,
-                                      Budget.starting(time.time(), None))
+        args = (cfg, optuna.storages.InMemoryStorage(), "replay", cfg.search.seed, Budget.starting(time.time(), None))
+        self.searcher = make_searcher(*args) if sampler is None else StudySearch(*args, sampler=sampler)
         self.limited = ConcurrencyLimiter(self.searcher, max_concurrent=WORKERS)
         self.limited.set_search_properties("val_acc", "max", {})
         self.scheduler = make_scheduler(cfg)
@@ -289,23 +290,15 @@ class Simulation:
 def simulate(table: Table, sampler: str, scheduler: str, seed: int, *, search: dict[str, Any] | None = None,
              epoch_budget: int | None = None, num_samples: int | None = None) -> Simulation:
     """``search`` holds ``search:`` keys, and ``tpe.NAME`` keys: settings of autoft's TPE (``tpe_sampler``'s
-    keywords: startup, multivariate, group, constant_liar) that are not config keys, scored by registering that
-    variant as the tpe factory while the searcher is built."""
-    from autoft.config.schema import Sampler
-    from autoft.search.samplers import SAMPLER_FACTORIES, tpe_sampler
+    keywords: startup, multivariate, group, constant_liar) that are not config keys; with any of them the searcher
+    gets that TPE variant instead of the sampler ``search.sampler`` names."""
+    from autoft.search.samplers import tpe_sampler
 
     search = dict(search or {})
     tpe = {k.split(".", 1)[1]: search.pop(k) for k in [k for k in search if k.startswith("tpe.")]}
     cfg = replay_config(table, sampler, scheduler, seed, search)
-    if not tpe:
-        return Simulation(table, cfg, epoch_budget, num_samples).run()
-    default = SAMPLER_FACTORIES[Sampler.TPE]
-    SAMPLER_FACTORIES[Sampler.TPE] = lambda c, s: tpe_sampler(c.search.trials, s, **tpe)
-    try:
-        sim = Simulation(table, cfg, epoch_budget, num_samples)
-    finally:
-        SAMPLER_FACTORIES[Sampler.TPE] = default
-    return sim.run()
+    variant = tpe_sampler(cfg.search.trials, seed, **tpe) if tpe else None
+    return Simulation(table, cfg, epoch_budget, num_samples, sampler=variant).run()
 
 
 # scoring

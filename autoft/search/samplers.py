@@ -22,7 +22,8 @@ SamplerFactory = Callable[[RunConfig, int], "BaseSampler"]
 def tpe_sampler(trials: int, seed: int, *, startup: int | None = None, multivariate: bool = True,
                 group: bool = False, constant_liar: bool = True) -> BaseSampler:
     """autoft's TPE: these defaults are what ``search.sampler: tpe`` builds; the replay benchmark scores others.
-    ``startup`` (random trials before TPE models) defaults to a third of the budget, 2 to 10."""
+    ``startup`` (random trials before TPE models) defaults to a third of the budget, 2 to 10; ``group`` implies
+    ``multivariate`` (Optuna's group decomposition is of the multivariate model)."""
     import optuna
 
     if startup is None:

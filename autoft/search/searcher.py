@@ -23,8 +23,10 @@ class StudySearch(OptunaSearch):
     the time budget."""
 
     def __init__(self, cfg: RunConfig, storage: optuna.storages.BaseStorage, study_name: str, seed: int,
-                 budget: Budget) -> None:
-        super().__init__(space=cfg.space.to_optuna(), metric="val_acc", mode="max", sampler=make_sampler(cfg, seed),
+                 budget: Budget, sampler: optuna.samplers.BaseSampler | None = None) -> None:
+        """``sampler``: the one ``search.sampler`` names unless given (the replay benchmark scores variants)."""
+        super().__init__(space=cfg.space.to_optuna(), metric="val_acc", mode="max",
+                         sampler=sampler if sampler is not None else make_sampler(cfg, seed),
                          storage=storage, study_name=study_name)
         self.epochs = cfg.train.epochs
         self.budget = budget

@@ -67,7 +67,7 @@ def test_asha_stops_by_the_recorded_values_and_the_grid_covers_the_recording(tmp
         assert got == tr.row["val_acc"][:tr.epoch]
 
 
-def test_tpe_settings_reach_the_sampler_and_the_default_comes_back(tmp_path: Path) -> None:
+def test_tpe_settings_reach_the_sampler_and_the_default_is_untouched(tmp_path: Path) -> None:
     from autoft.search.samplers import make_sampler
     from benchmarks.replay import replay_config
 
