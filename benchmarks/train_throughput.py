@@ -3,7 +3,8 @@ where the time goes per operator.
 
 For efficientnet_lite0 and mobilenet_v3_small at 32 and 64 px, batch 32 (and 128), Adam: images per second of
 * ``dygraph`` — the plain step (forward, cross-entropy, backward, optimizer);
-* ``autoft`` — the trainer's own ``train_step`` (uint8 batches normalised, the strategy, the NaN check);
+* ``autoft`` — the trainer's own ``train_step`` (uint8 batches normalised, the strategy, the NaN check) with
+  ``train.depthwise: auto`` (depthwise layers trained as block-diagonal grouped convolutions);
 * ``onednn`` — the same with ``FLAGS_use_onednn`` (process-global, so it runs in its own process);
 * ``to_static`` — ``paddle.jit.to_static`` of the model (forward and backward as a static program);
 * ``batch128`` — the dygraph step at batch 128.
@@ -69,6 +70,7 @@ def _autoft_speed(model_name: str, size: int, batch: int) -> float:
 
     from autoft.config import config_from_dict
     from autoft.data import ImageData, Split
+    from autoft.training.depthwise import configure
     from autoft.training.fit import build_model
     from autoft.training.loop import TrainLoop, train_step
     from autoft.training.strategies import build_strategy
@@ -82,6 +84,7 @@ def _autoft_speed(model_name: str, size: int, batch: int) -> float:
     paddle.seed(0)
     model = build_model(cfg, CLASSES)
     t = cfg.train
+    configure(model, t.depthwise, "cpu")  # train.depthwise: auto, as fit() applies it on CPU
     loop = TrainLoop(cfg=t, model=model, net=model, strategy=build_strategy(t, model, 1, t.epochs), data=data,
                      mean=tuple(model.spec.mean), std=tuple(model.spec.std), steps_per_epoch=1,
                      on_eval=lambda *a: None, log=lambda _m: None)

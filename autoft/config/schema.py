@@ -81,6 +81,14 @@ class EvalEngine(str, enum.Enum):
     DYGRAPH = "dygraph"      # the training model's own forward
 
 
+class Depthwise(str, enum.Enum):
+    """How a training step runs depthwise convolutions (autoft.training.depthwise)."""
+
+    AUTO = "auto"        # grouped on CPU, Paddle's own kernel on GPU
+    GROUPED = "grouped"  # block-diagonal grouped convolution while training (2-7x faster per layer on CPU)
+    NATIVE = "native"    # Paddle's depthwise kernel
+
+
 def names(kind: type[enum.Enum]) -> tuple[str, ...]:
     """The YAML spellings of an Enum, in declaration order (what validation accepts and messages list)."""
     return tuple(member.value for member in kind)
@@ -93,6 +101,7 @@ SCHEDULERS = names(Scheduler)
 FINAL_FITS = names(FinalFit)
 DEVICES = names(Device)
 EVAL_ENGINES = names(EvalEngine)
+DEPTHWISE = names(Depthwise)
 
 
 
@@ -142,6 +151,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata=meta(seed_value))
     freeze_backbone: bool = False
     eval_engine: str = field(default="auto", metadata=meta(choice(EVAL_ENGINES)))
+    depthwise: str = field(default="auto", metadata=meta(choice(DEPTHWISE)))
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ def probe_device(steps: int = 3, batch: int = 16) -> Probe:
     import paddle
 
     from autoft.backbones.factory import create
+    from autoft.training.depthwise import configure
     from autoft.training.evaluation import EngineForward, cpu_threads
 
     started = time.perf_counter()
@@ -137,6 +138,7 @@ def probe_device(steps: int = 3, batch: int = 16) -> Probe:
     with cpu_threads(1):
         paddle.set_device("cpu")
         model = create(backbone, 10, "none")
+        configure(model, "auto", "cpu")  # trials' train.depthwise default on CPU
         optimizer = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters())
         x = paddle.to_tensor(np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype("float32"))
         y = paddle.to_tensor(np.arange(batch, dtype="int64") % 10)

@@ -23,7 +23,7 @@ from autoft.config import RunConfig, TrainConfig
 from autoft.data import ImageData
 from autoft.errors import TrialError
 from autoft.run.bundle import BundleMeta, is_bundle, load_bundle, save_bundle
-from autoft.training import features
+from autoft.training import depthwise, features
 from autoft.training.checkpoint import checkpoint_path, load_checkpoint, model_weights, save_checkpoint
 from autoft.training.evaluation import Evaluator, make_evaluator
 from autoft.training.loop import Log, TrainLoop, evaluate, steps_per_epoch, train_one_epoch
@@ -161,6 +161,7 @@ def fit(cfg: RunConfig, data: ImageData, *, bundle_dir: Path | None = None, repo
     paddle.set_device(device)
     paddle.seed(t.seed)
     model = build_model(cfg, data.num_classes)
+    depthwise.configure(model, t.depthwise, device)
     spe = steps_per_epoch(len(data.train), t.batch_size)
     strategy = build_strategy(t, model, spe, t.epochs)
     net, rank, world = _parallel(model, t, device)

@@ -52,15 +52,18 @@ def make_plan(cfg: RunConfig) -> Plan:
     from autoft.data import load_for_config
     from autoft.training.fit import build_model
     from autoft.training.loop import TrainLoop, steps_per_epoch, train_step
+    from autoft.training.depthwise import configure
     from autoft.training.strategies import build_strategy
 
     report = check_for_config(cfg)
     report.raise_for_errors()
     first = first_config(cfg)
     data = load_for_config(first)
-    paddle.set_device("cpu" if not paddle.is_compiled_with_cuda() else "gpu")
+    device = "cpu" if not paddle.is_compiled_with_cuda() else "gpu"
+    paddle.set_device(device)
     model = build_model(first, data.num_classes)
     t = first.train
+    configure(model, t.depthwise, device)  # as the trials train
     spe = steps_per_epoch(len(data.train), t.batch_size)
     loop = TrainLoop(cfg=t, model=model, net=model, strategy=build_strategy(t, model, spe, t.epochs), data=data,
                      mean=tuple(model.spec.mean), std=tuple(model.spec.std), steps_per_epoch=spe,
