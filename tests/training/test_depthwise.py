@@ -80,3 +80,21 @@ def test_auto_is_grouped_on_cpu_and_native_on_gpu_and_the_key_is_checked(tmp_pat
     bad.write_text("data: {dataset: fashion-mnist-demo}\ntrain: {depthwise: fast}\n")
     with pytest.raises(ConfigError, match="depthwise"):
         load_config(bad)
+
+
+def test_a_grouped_model_exports_to_the_inference_engine_with_paddles_kernel(tmp_path):
+    """The trials' evaluation exports the training model: the export must work and give the native logits."""
+    from autoft.serving.engine import TOLERANCE, InferenceRunner, export_layer
+
+    paddle.seed(0)
+    model = create("mobilenet_v3_small", 4, "none")
+    assert configure(model, "grouped", "cpu") > 0
+    x = np.random.default_rng(2).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    model.eval()
+    expected = model(paddle.to_tensor(x)).numpy()
+    export_layer(model, 32, tmp_path)
+    assert "depthwise_conv2d" in (tmp_path / "inference.json").read_text()  # Paddle's kernel, not the grouped form
+    got = InferenceRunner(tmp_path, 1, False)(x)
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=TOLERANCE)
+    model.train()  # training again after the export takes the grouped path
+    assert type(depthwise_layers(model)[0]) is GroupedDepthwiseConv2D
