@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,14 @@ class StrictLoader(yaml.SafeLoader):
         except ValueError as exc:  # a 5000-digit int, a date like 2024-13-45
             what = node.value if isinstance(node, yaml.ScalarNode) else node.tag
             raise YamlRefusal(f"cannot read {quote(what)}: {str(exc).splitlines()[0][:120]}", node.start_mark) from None
+
+
+# YAML 1.1 (PyYAML) reads 1e-4 and 1E5 as strings: a float there needs a dot and a signed exponent (1.0e-4). YAML
+# 1.2 and every hparam file PaddleHub users write read them as numbers, so the strict loader does too.
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -31,6 +31,19 @@ def test_defaults_and_types() -> None:
     assert cfg.data.dataset == "fashion-mnist-demo"
 
 
+def test_exponent_floats_without_a_dot_are_numbers_as_in_yaml_1_2(tmp_path: Path) -> None:
+    """PyYAML's YAML 1.1 reads 1e-4 as a string; a config (and --set) reads it as the number users mean."""
+    path = write(tmp_path, "train: {learning_rate: 1e-4, regularization_coeff: 5E-3}\nspace:\n"
+                           "  learning_rate: {type: float, low: 1e-5, high: .5e-1, log: true}\n"
+                           "  batch_size: {type: categorical, choices: [8, 16]}\n")
+    cfg = load_config(path, ["train.warmup_proportion=1e-1"])
+    assert cfg.train.learning_rate == 1e-4 and cfg.train.regularization_coeff == 5e-3
+    assert cfg.train.warmup_proportion == pytest.approx(0.1)
+    assert cfg.space.params[0] == FloatParam("learning_rate", 1e-5, 0.05, log=True)
+    with pytest.raises(ConfigError, match="must be a number"):  # a quoted exponent is still a string
+        load_config(write(tmp_path, "train: {learning_rate: '1e-4'}\n"))
+
+
 def test_set_overrides_dotted(tmp_path: Path) -> None:
     path = write(tmp_path, "train: {epochs: 3}\nspace:\n  learning_rate: {type: float, low: 0.001, high: 0.1}\n")
     cfg = load_config(path, ["train.epochs=1", "search.trials=2", "space.learning_rate.log=true", "name=x1"])
