@@ -180,7 +180,14 @@ def train(
     cfg = load_config(config, list(set_ or []), param_file=param_file)
     check_writable(Path(cfg.train.checkpoint_dir), "train.checkpoint_dir")
     check_writable(autoft_home(), "AUTOFT_HOME")
-    run_train(cfg)  # its last line names the best epoch and the bundle
+    from autoft.errors import TrialError
+
+    try:
+        run_train(cfg)  # its last line names the best epoch and the bundle
+    except TrialError as exc:  # a diverging loss is the run's outcome, not a crash: one line, exit 1
+        hint = " (try a lower train.learning_rate)" if "loss became" in str(exc) else ""
+        _err(f"training failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}{hint}")
+        raise typer.Exit(1)
 
 
 @app.command(short_help="Top-k labels for images, from a bundle.")

@@ -205,3 +205,18 @@ def test_help_is_fast_to_import() -> None:
                           "print(sorted(m for m in ('paddle', 'ray', 'optuna', 'pandas') if m in sys.modules))"],
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_diverging_autoft_train_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """A loss that becomes NaN ends the run with the step it happened at, not a traceback, and leaves no bundle."""
+    make_shapes(tmp_path / "shapes", per_class=30)
+    cfg = write_yaml(tmp_path / "train.yaml", {
+        "name": "nan", "data": {"path": "shapes", "image_size": 32, "val_split": 0.25},
+        "model": {"backbone": "efficientnet_lite0", "pretrained": "imagenet"},
+        "train": {"epochs": 1, "batch_size": 8, "checkpoint_dir": "ckpt", "learning_rate": 1.0e4,
+                  "optimizer": "momentum", "depthwise": "native"}})
+    out = run("train", str(cfg), cwd=tmp_path)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("autoft: error")]
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith("autoft: error: training failed: loss became nan at epoch 1")
+    assert "train.learning_rate" in errors[0] and not (tmp_path / "ckpt" / "best_model").exists()
