@@ -1,8 +1,8 @@
 """10. The demo search (search_spaces/demo.yaml, seed 0) run the old way and the new way: ``train.eval_engine:
 dygraph`` + ``train.depthwise: native`` (every forward that does not train in the dynamic graph and Paddle's own
 depthwise kernel in training, as before) against ``auto`` + ``auto`` (Paddle's inference engine for evaluation,
-depthwise layers trained as grouped convolutions). Same seed, same trials, one after the other in fresh processes, old first then new then old then new;
-the ratio is the median of the paired wall times. val_acc is the best trial's."""
+depthwise layers trained as grouped convolutions). Same seed, same trials, one after the other in fresh processes,
+old first then new then old then new; the ratio is the median of the paired wall times. val_acc is the best trial's."""
 from __future__ import annotations
 
 import json

@@ -57,6 +57,11 @@ def _planned_config(data: Path | None, dataset: str | None, time_budget: str | N
     return cfg
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception as one line: its message's first line, else its class name."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def _err(message: str) -> None:
     sys.stderr.write(f"autoft: error: {message}\n")
 
@@ -186,7 +191,7 @@ def train(
         run_train(cfg)  # its last line names the best epoch and the bundle
     except TrialError as exc:  # a diverging loss is the run's outcome, not a crash: one line, exit 1
         hint = " (try a lower train.learning_rate)" if "loss became" in str(exc) else ""
-        _err(f"training failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}{hint}")
+        _err(f"training failed: {_first_line(exc)}{hint}")
         raise typer.Exit(1)
 
 
@@ -328,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     except AutoftError as exc:
         if debug:
             raise
-        _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _err(_first_line(exc))
         sys.exit(2)
     except ModuleNotFoundError as exc:
         if debug or exc.name not in ("paddle", "paddlepaddle"):
