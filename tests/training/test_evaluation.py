@@ -15,8 +15,8 @@ from autoft.config import config_from_dict  # noqa: E402
 from autoft.data import ImageData, Split, normalize  # noqa: E402
 from autoft.errors import ConfigError  # noqa: E402
 from autoft.serving.engine import TOLERANCE  # noqa: E402
-from autoft.training.evaluation import (EngineForward, Forward, make_evaluator, make_forward,  # noqa: E402
-                                        metrics_from_logits)
+from autoft.training.evaluation import (EngineForward, Forward, StaticTwin, engine_batch,  # noqa: E402
+                                        make_evaluator, make_forward, metrics_from_logits)
 from autoft.training.fit import fit  # noqa: E402
 from autoft.training.loop import evaluate  # noqa: E402
 
@@ -75,6 +75,51 @@ def test_engine_metrics_match_evaluate_and_follow_the_weights(lite0: nn.Layer) -
     after = evaluate(lite0, split, mean, std, 16)
     assert after["val_loss"] != pytest.approx(before["val_loss"], rel=1e-3)
     assert engine(lite0, split, mean, std, 16) == pytest.approx(after, rel=1e-4, abs=1e-6)
+
+
+class CountingTwin(StaticTwin):
+    traces = 0
+
+    def _forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        CountingTwin.traces += 1  # runs in Python only while the program is traced
+        return StaticTwin._forward(self, x)
+
+
+def test_the_twin_traces_once_and_every_export_carries_the_current_weights() -> None:
+    paddle.seed(1)
+    model = create("efficientnet_lite0", 4, "none")
+    images = noisy_split(20, 8).images
+    mean, std = tuple(model.spec.mean), tuple(model.spec.std)
+    twin = CountingTwin(model, 32)
+    for step in range(3):
+        with paddle.no_grad():
+            for weight in model.head.parameters():
+                weight.set_value(weight * 3.0 + 0.01 * step)
+        reference = Forward(model, mean, std)(images, 8)
+        with EngineForward(model, mean, std, 32, twin=twin) as engine:
+            fast = engine(images)
+        scale = max(1.0, float(np.abs(reference).max()))
+        assert float(np.abs(fast - reference).max()) <= TOLERANCE * scale
+    assert CountingTwin.traces == 1
+
+
+def test_the_evaluator_traces_again_when_the_model_s_layers_are_replaced() -> None:
+    """A replaced layer brings new parameters the traced program does not hold: the evaluator must not save the
+    old program (it would report the old head's metrics)."""
+    paddle.seed(2)
+    model = create("efficientnet_lite0", 4, "none")
+    split = noisy_split(24, 9)
+    mean, std = tuple(model.spec.mean), tuple(model.spec.std)
+    engine = make_evaluator("inference", 32)
+    assert engine(model, split, mean, std, 8) == pytest.approx(evaluate(model, split, mean, std, 8), rel=1e-4,
+                                                                abs=1e-6)
+    model.head = nn.Sequential(nn.Linear(model.spec.feature_dim, 4), nn.Tanh())  # new layers, new parameters
+    after = evaluate(model, split, mean, std, 8)
+    assert engine(model, split, mean, std, 8) == pytest.approx(after, rel=1e-4, abs=1e-6)
+
+
+def test_engine_batches_hold_about_a_quarter_million_pixels() -> None:
+    assert [engine_batch(s) for s in (16, 32, 48, 64, 96, 224, 600)] == [256, 256, 128, 64, 32, 16, 16]
 
 
 def test_metrics_from_logits_is_cross_entropy_and_accuracy() -> None:
