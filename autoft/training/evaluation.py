@@ -165,21 +165,14 @@ class EngineForward(Forward):
 
 
 def make_forward(layer: nn.Layer, mean: tuple[float, float, float], std: tuple[float, float, float],
-                 image_size: int, engine: str, log: Log | None = None, twin: StaticTwin | None = None) -> Forward:
+                 image_size: int, engine: str, log: Log | None = None) -> Forward:
     """The engine's forward (``auto``, ``inference``) or the dynamic graph's (``dygraph``, or ``auto`` when the
-    export fails: said once through ``log``). With ``twin``, its traced program is saved (a failure there retries
-    with a fresh export of ``layer``)."""
+    export fails: said once through ``log``)."""
     kind = EvalEngine(engine)
     if kind is EvalEngine.DYGRAPH:
         return Forward(layer, mean, std)
-    gpu = paddle.get_device().startswith("gpu")
     try:
-        if twin is not None:
-            try:
-                return EngineForward(layer, mean, std, image_size, gpu=gpu, twin=twin)
-            except Exception:
-                pass  # the fresh export below says what is wrong, if anything is
-        return EngineForward(layer, mean, std, image_size, gpu=gpu)
+        return EngineForward(layer, mean, std, image_size, gpu=_on_gpu())
     except Exception as exc:
         if kind is EvalEngine.INFERENCE:
             raise
@@ -190,20 +183,30 @@ def make_forward(layer: nn.Layer, mean: tuple[float, float, float], std: tuple[f
         return Forward(layer, mean, std)
 
 
+def _on_gpu() -> bool:
+    return paddle.get_device().startswith("gpu")
+
+
 def make_evaluator(engine: str, image_size: int, log: Log | None = None) -> Evaluator:
     """``evaluate(model, split, mean, std, batch_size)`` for ``train.eval_engine``; ``auto`` remembers a failed
     export and stays on the dynamic graph afterwards. The model's program is traced once (a ``StaticTwin``, kept
     while the model and its structure stay the same); each evaluation saves the current weights with it."""
-    state: dict[str, Any] = {"engine": engine, "twin": None}
+    state: dict[str, Any] = {"engine": engine, "twin": None, "untraceable": False}
 
-    def twin_for(model: nn.Layer) -> StaticTwin | None:
+    def traced(model: nn.Layer, mean: tuple[float, float, float],
+               std: tuple[float, float, float]) -> EngineForward | None:
+        """The engine on the twin's program (traced now if the model or its structure is new); None once that
+        failed: fresh exports (make_forward) from then on."""
+        if state["untraceable"]:
+            return None
         twin = state["twin"]
-        if twin is None or twin.layer is not model or twin.signature != structure(model):
-            try:
+        try:
+            if twin is None or twin.layer is not model or twin.signature != structure(model):
                 twin = state["twin"] = StaticTwin(model, image_size)
-            except Exception:
-                twin = state["twin"] = None  # make_forward's plain export is the fallback
-        return twin
+            return EngineForward(model, mean, std, image_size, gpu=_on_gpu(), twin=twin)
+        except Exception:
+            state["untraceable"], state["twin"] = True, None
+            return None
 
     def run(model: nn.Layer, split: Split, mean: tuple[float, float, float], std: tuple[float, float, float],
             batch_size: int) -> dict[str, float]:
@@ -211,10 +214,9 @@ def make_evaluator(engine: str, image_size: int, log: Log | None = None) -> Eval
             raise DataError("the validation split is empty; set data.val_split > 0 or give a validation list")
         if state["engine"] == EvalEngine.DYGRAPH.value:
             return evaluate(model, split, mean, std, batch_size)
-        forward = make_forward(model, mean, std, image_size, state["engine"], log, twin=twin_for(model))
+        forward = traced(model, mean, std) or make_forward(model, mean, std, image_size, state["engine"], log)
         if not isinstance(forward, EngineForward):
             state["engine"] = EvalEngine.DYGRAPH.value
-            state["twin"] = None
             return evaluate(model, split, mean, std, batch_size)
         with forward:
             logits = forward(split.images)
