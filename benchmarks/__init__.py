@@ -88,11 +88,15 @@ class Recorder:
         self.started = time.time()
         self.load_start = os.getloadavg()
 
-    def finish(self, value: float, summary: str, figures: dict[str, Any], notes: str = "") -> dict[str, Any]:
-        met = self.goal.met(value)
+    def finish(self, value: float, summary: str, figures: dict[str, Any], notes: str = "",
+               also: bool = True, **top: Any) -> dict[str, Any]:
+        """``also``: a second condition of the goal (a 90th percentile, say), which ``met`` requires too; ``top``:
+        fields beside ``value`` (the replay's ``seeds``)."""
+        met = self.goal.met(value) and also
         result = {"name": self.name, "goal": {"metric": self.goal.metric, "op": self.goal.op,
                                               "target": self.goal.target},
-                  "value": round(value, 4), "met": met, "summary": summary, "figures": figures, "notes": notes,
+                  "value": round(value, 4), "met": met, **top, "summary": summary, "figures": figures,
+                  "notes": notes,
                   "loadavg_start": [round(v, 2) for v in self.load_start],
                   "loadavg_end": [round(v, 2) for v in os.getloadavg()],
                   "seconds": round(time.time() - self.started, 1),

@@ -44,6 +44,10 @@ TABLES: dict[str, dict[str, Any]] = {
                   "optimizer": {"type": "categorical", "choices": ["adam", "adamw", "rmsprop"]},
                   "strategy": {"type": "categorical", "choices": STRATEGIES}},
         "bins": {"learning_rate": 5, "regularization_coeff": 2},
+        "notes": "recorded in two sittings: 97 rows on 2026-12-02 (an Intel Xeon 2-core VM, depthwise native, median "
+                 "epoch 50-52 s) and 143 on 2026-12-04 (an AMD EPYC 2-core VM, depthwise grouped, median epoch 21-25 "
+                 "s); made.machine is the last sitting's. Epoch counts compare across rows; seconds only within a "
+                 "sitting.",
     },
     "fashion-mnist-head": {
         "title": "a second table: other Fashion-MNIST images (Debian's dataset-fashion-mnist, 600 train / 400 val, "
@@ -113,7 +117,9 @@ def _record(item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
             error = None
         except Exception as exc:  # a diverged configuration is a result too (a real search records it as failed)
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
-    return {"index": index, "params": params, "val_acc": [round(float(r["val_acc"]), 5) for r in rows],
+    depthwise = _STATE["cfg"].train.depthwise
+    return {"index": index, "params": params, "depthwise": "grouped" if depthwise == "auto" else depthwise,
+            "val_acc": [round(float(r["val_acc"]), 5) for r in rows],
             "val_loss": [round(float(r["val_loss"]), 5) for r in rows],
             "seconds": [round(float(r["seconds"]), 2) for r in rows], "error": error,
             "wall": round(time.perf_counter() - started, 2)}
@@ -134,6 +140,8 @@ def record(table_name: str, workers: int, fresh: bool, limit: int | None = None)
         if old["space"] != table["space"] or old["config"] != table["config"]:
             raise SystemExit(f"{out}: recorded for another space or config; --fresh starts again")
         done = {row["index"]: row for row in old["configs"]}
+        for row in done.values():  # rows recorded before train.depthwise existed trained with Paddle's kernel
+            row.setdefault("depthwise", "native")
         spent = old["made"]["wall_seconds"]
     order = list(range(len(configs)))
     random.Random(0).shuffle(order)
@@ -172,7 +180,12 @@ def _write(out: Path, table_name: str, configs: list[dict[str, Any]], done: dict
                       "val_acc": "per epoch", "val_loss": "per epoch",
                       "seconds": "per epoch, since the trial's fit started (model build included)",
                       "wall": "the whole fine-tune, seconds",
-                      "error": "why the fine-tune failed (a diverged loss), else null"},
+                      "error": "why the fine-tune failed (a diverged loss), else null",
+                      "depthwise": "how depthwise convolutions trained (train.depthwise): native = Paddle's kernel "
+                                   "(every row recorded before 2026-12-03), grouped = the CPU default since then; "
+                                   "the same function, so val_acc agrees to noise, but seconds depend on it (and on "
+                                   "the machine: see notes)"},
+           "notes": table.get("notes", ""),
            "configs": rows}
     DATA.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(doc, separators=(",", ":")) + "\n")
