@@ -78,7 +78,7 @@ def test_tpe_settings_reach_the_sampler_and_the_default_is_untouched(tmp_path: P
     assert (sampler._n_startup_trials, sampler._multivariate, sampler._constant_liar) == (3, False, False)
     assert len(sim.trials) == 4
     default = make_sampler(replay_config(t, "tpe", "fifo", seed=1), 1)  # autoft's own, as search builds it
-    assert (default._n_startup_trials, default._multivariate, default._constant_liar) == (6, True, True)
+    assert (default._n_startup_trials, default._multivariate, default._constant_liar) == (10, True, True)
 
 
 def test_replayed_trials_through_the_real_tuner_report_their_recorded_curves(tmp_path: Path) -> None:
