@@ -12,7 +12,7 @@ import time
 
 from benchmarks import Goal, Recorder, median, quiet
 
-REPEATS = 2
+REPEATS = 3
 CONFIG = """name: train-command
 data: {dataset: fashion-mnist-demo, image_size: 32, max_train_per_class: 100, max_val_per_class: 100}
 model: {backbone: efficientnet_lite0, pretrained: imagenet}
