@@ -213,7 +213,7 @@ def test_a_diverging_autoft_train_is_one_line_and_exit_1(tmp_path: Path) -> None
     cfg = write_yaml(tmp_path / "train.yaml", {
         "name": "nan", "data": {"path": "shapes", "image_size": 32, "val_split": 0.25},
         "model": {"backbone": "efficientnet_lite0", "pretrained": "imagenet"},
-        "train": {"epochs": 1, "batch_size": 8, "checkpoint_dir": "ckpt", "learning_rate": 1.0e4,
+        "train": {"epochs": 1, "batch_size": 8, "checkpoint_dir": "ckpt", "learning_rate": 1.0e30,
                   "optimizer": "momentum", "depthwise": "native"}})
     out = run("train", str(cfg), cwd=tmp_path)
     errors = [line for line in out.stderr.splitlines() if line.startswith("autoft: error")]
