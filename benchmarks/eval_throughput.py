@@ -1,6 +1,6 @@
 """8. A trial's validation pass through Paddle's inference engine vs the dynamic graph: efficientnet_lite0 at 32 px,
-4,000 validation images, batch 64 (the engine runs its own batches, ``engine_batch``), one thread. The engine side is the trainer's real evaluator
-(``train.eval_engine: inference``): it saves the current weights and builds the engine at *every* evaluation, and
+4,000 validation images, batch 64 (the engine runs its own batches, ``engine_batch``), one thread. The engine side
+is the trainer's real evaluator (``train.eval_engine: inference``): it saves the current weights and builds the engine at *every* evaluation, and
 that cost is inside its time; the program is traced once per trial, at its first evaluation (the warm-up round
 here), so ``first_pass_s`` and ``per_trial_ratio`` (a trial of EVALS evaluations, the trace included) are recorded
 beside the per-evaluation figure. The baseline is the dygraph ``evaluate`` every trial used before. Interleaved

@@ -117,8 +117,10 @@ def _record(item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
             error = None
         except Exception as exc:  # a diverged configuration is a result too (a real search records it as failed)
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
-    depthwise = _STATE["cfg"].train.depthwise
-    return {"index": index, "params": params, "depthwise": "grouped" if depthwise == "auto" else depthwise,
+    from autoft.training.depthwise import resolve
+
+    train = _STATE["cfg"].train
+    return {"index": index, "params": params, "depthwise": resolve(train.depthwise, train.device),
             "val_acc": [round(float(r["val_acc"]), 5) for r in rows],
             "val_loss": [round(float(r["val_loss"]), 5) for r in rows],
             "seconds": [round(float(r["seconds"]), 2) for r in rows], "error": error,

@@ -18,7 +18,7 @@ from paddle import nn
 
 from autoft.config.schema import Depthwise
 
-__all__ = ["group_size", "use_grouped_depthwise", "depthwise_layers", "configure"]
+__all__ = ["group_size", "use_grouped_depthwise", "depthwise_layers", "resolve", "configure"]
 
 
 _MASKS: dict[tuple[int, int], paddle.Tensor] = {}
@@ -77,9 +77,16 @@ def use_grouped_depthwise(model: nn.Layer) -> int:
     return len(layers)
 
 
-def configure(model: nn.Layer, kind: str, device: str) -> int:
-    """Apply ``train.depthwise`` to a built model on ``device`` ("cpu" or "gpu"); → the layers swapped."""
+def resolve(kind: str, device: str) -> str:
+    """What ``train.depthwise`` means on ``device`` ("cpu" or "gpu"): "grouped" or "native" (auto = grouped on CPU)."""
     choice = Depthwise(kind)
     if choice is Depthwise.NATIVE or (choice is Depthwise.AUTO and device != "cpu"):
+        return Depthwise.NATIVE.value
+    return Depthwise.GROUPED.value
+
+
+def configure(model: nn.Layer, kind: str, device: str) -> int:
+    """Apply ``train.depthwise`` to a built model on ``device`` ("cpu" or "gpu"); → the layers swapped."""
+    if resolve(kind, device) == Depthwise.NATIVE.value:
         return 0
     return use_grouped_depthwise(model)

@@ -116,7 +116,6 @@ class StaticTwin(nn.Layer):
     def __init__(self, layer: nn.Layer, image_size: int) -> None:
         super().__init__()
         self.layer = layer
-        self.image_size = image_size
         self.signature = structure(layer)
         spec = paddle.static.InputSpec([None, 3, image_size, image_size], "float32", name="image")
         self.forward = paddle.jit.to_static(self._forward, input_spec=[spec], full_graph=True)
