@@ -20,7 +20,7 @@ from autoft.config.space import INT64, MAX_GRID, CategoricalParam, FloatParam, I
 __all__ = [
     "DataConfig", "ModelConfig", "TrainConfig", "SearchConfig", "RunConfig", "OPTIMIZERS", "STRATEGIES",
     "SAMPLERS", "SCHEDULERS", "TOP_KEYS", "config_from_dict", "apply_params", "config_to_dict", "resolve_image_size",
-    "first_config", "checked_trial",
+    "searched_image_sizes", "first_config", "checked_trial",
 ]
 
 class Optimizer(str, enum.Enum):
@@ -408,6 +408,22 @@ def resolve_image_size(cfg: RunConfig) -> int:
     from autoft.backbones.registry import get_spec  # paddle-free
 
     return cfg.data.image_size or get_spec(cfg.model.backbone).default_image_size
+
+
+MAX_PREDECODED_SIZES = 8
+
+
+def searched_image_sizes(cfg: RunConfig) -> tuple[int, ...]:
+    """The image sizes the space can draw (ascending) when it searches ``data.image_size`` over at most
+    MAX_PREDECODED_SIZES values (choices, or an integer range), so the data cache can hold each before trials start;
+    () when the size is not searched or has more values than that."""
+    param = cfg.space.get("data.image_size")
+    if isinstance(param, CategoricalParam) or (isinstance(param, IntParam)
+                                               and param.grid_size() <= MAX_PREDECODED_SIZES):
+        values = param.choices if isinstance(param, CategoricalParam) else param.grid()
+        sizes = sorted({int(v) for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 1})
+        return tuple(sizes) if len(sizes) <= MAX_PREDECODED_SIZES else ()
+    return ()
 
 
 # train keys that only some strategies read (training.strategies)

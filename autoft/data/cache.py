@@ -1,5 +1,8 @@
 """The decoded-image cache: uint8 .npy arrays per (source fingerprint, preprocessing), shared via memmap.
 
+One entry per image size. When a search draws the image size from its space, the entries of every size are built
+together (``load_or_build_sizes``): one pass over the source, each image decoded once and resized to each size.
+
 Layout: <cache_dir>/<fingerprint>/{train,val,test}_{images,labels}.npy + meta.json. A cache entry is
 built in a temporary folder and swapped into place (``autoft._fs.swap_dir``), so readers never see half an
 entry; when two processes race, the first to publish wins and the loser uses the winner's entry.
@@ -24,7 +27,7 @@ from autoft.errors import DataError
 from autoft._fs import autoft_home, make_tmp_dir, recover_dir, swap_dir
 
 __all__ = ["PREPROCESS_VERSION", "MAX_UNREADABLE_FRACTION", "autoft_home", "default_cache_dir", "fingerprint",
-           "load_or_build"]
+           "load_or_build", "load_or_build_sizes"]
 
 PREPROCESS_VERSION = 1
 MAX_UNREADABLE_FRACTION = 0.05
@@ -48,21 +51,34 @@ def load_or_build(
     source: Source, plan: Mapping[SplitName, RawSplit], key: str, image_size: int, cache_dir: Path
 ) -> dict[SplitName, Split]:
     """Return the splits from the cache entry `key`, decoding `plan` into it first when it is missing."""
-    entry = cache_dir / key
-    splits = _try_load(recover_dir(entry), key)
-    if splits is not None:
-        log.debug("data cache hit: %s", entry)
-        return splits
-    tmp = make_tmp_dir(entry)
+    return load_or_build_sizes(source, plan, {image_size: key}, cache_dir)[image_size]
+
+
+def load_or_build_sizes(
+    source: Source, plan: Mapping[SplitName, RawSplit], keys: Mapping[int, str], cache_dir: Path
+) -> dict[int, dict[SplitName, Split]]:
+    """The splits of each image size's cache entry (``keys``: size -> entry). The missing entries are built together
+    in one pass over the source, each image decoded once and resized to every missing size."""
+    found = {size: _try_load(recover_dir(cache_dir / key), key) for size, key in keys.items()}
+    missing = {size: keys[size] for size, splits in found.items() if splits is None}
+    for size, splits in found.items():
+        if splits is not None:
+            log.debug("data cache hit: %s", cache_dir / keys[size])
+    if not missing:
+        return found  # type: ignore[return-value]
+    tmps = {size: make_tmp_dir(cache_dir / key) for size, key in missing.items()}
     try:
-        _build(tmp, source, plan, key, image_size)
-        _publish(tmp, entry, key)
+        _build(tmps, source, plan, missing)
+        for size, key in missing.items():
+            _publish(tmps[size], cache_dir / key, key)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    splits = _try_load(entry, key)
-    if splits is None:
-        raise DataError(f"{entry}: data cache entry is unreadable right after writing it")
-    return splits
+        for tmp in tmps.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for size, key in missing.items():
+        found[size] = _try_load(cache_dir / key, key)
+        if found[size] is None:
+            raise DataError(f"{cache_dir / key}: data cache entry is unreadable right after writing it")
+    return found  # type: ignore[return-value]
 
 
 def _try_load(entry: Path, key: str) -> dict[SplitName, Split] | None:
@@ -93,30 +109,34 @@ def _publish(tmp: Path, entry: Path, key: str) -> None:
     swap_dir(tmp, entry)
 
 
-def _build(tmp: Path, source: Source, plan: Mapping[SplitName, RawSplit], key: str, image_size: int) -> None:
+def _build(tmps: Mapping[int, Path], source: Source, plan: Mapping[SplitName, RawSplit],
+           keys: Mapping[int, str]) -> None:
     total = sum(len(raw) for raw in plan.values())
-    _note_build(key)
-    log.info("decoding %d images from %s at %dx%d into %s", total, source.description, image_size,
-             image_size, tmp.parent)
+    sizes = tuple(sorted(tmps))
+    for key in keys.values():
+        _note_build(key)
+    log.info("decoding %d images from %s at %s px into %s", total, source.description,
+             ", ".join(f"{s}x{s}" for s in sizes), next(iter(tmps.values())).parent)
     unreadable: list[str] = []
     counts = {}
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for split, raw in plan.items():
-            labels = _decode_split(tmp, split.value, raw, source, image_size, pool, unreadable)
+            labels = _decode_split(tmps, split.value, raw, source, pool, unreadable)
             counts[split.value] = int(len(labels))
             if split is SplitName.TRAIN:
                 _check_every_class_has_images(source, labels)
     _report_unreadable(source, unreadable, total)
-    meta = {
-        "fingerprint": key,
-        "preprocess_version": PREPROCESS_VERSION,
-        "image_size": image_size,
-        "source": source.description,
-        "class_names": list(source.class_names),
-        "counts": counts,
-        "unreadable": unreadable,
-    }
-    (tmp / _META).write_text(json.dumps(meta, indent=1))
+    for size, tmp in tmps.items():
+        meta = {
+            "fingerprint": keys[size],
+            "preprocess_version": PREPROCESS_VERSION,
+            "image_size": size,
+            "source": source.description,
+            "class_names": list(source.class_names),
+            "counts": counts,
+            "unreadable": unreadable,
+        }
+        (tmp / _META).write_text(json.dumps(meta, indent=1))
 
 
 def _note_build(key: str) -> None:
@@ -129,17 +149,19 @@ def _note_build(key: str) -> None:
 
 
 def _decode_split(
-    tmp: Path, name: str, raw: RawSplit, source: Source, image_size: int, pool: ThreadPoolExecutor,
+    tmps: Mapping[int, Path], name: str, raw: RawSplit, source: Source, pool: ThreadPoolExecutor,
     unreadable: list[str],
 ) -> np.ndarray:
-    """Decode into <name>_images.npy (dropping unreadable files); write and return the kept labels."""
-    full = tmp / f"{name}_images.full.npy"
-    images = np.lib.format.open_memmap(full, mode="w+", dtype=np.uint8, shape=(len(raw), image_size, image_size, 3))
+    """Decode into <name>_images.npy of every size's folder (dropping unreadable files); write and return the kept
+    labels."""
+    sizes = tuple(sorted(tmps))
+    arrays = {size: np.lib.format.open_memmap(tmps[size] / f"{name}_images.full.npy", mode="w+", dtype=np.uint8,
+                                              shape=(len(raw), size, size, 3)) for size in sizes}
     ok = np.ones(len(raw), dtype=bool)
 
-    def decode(item: Any) -> np.ndarray | str:
+    def decode(item: Any) -> list[np.ndarray] | str:
         try:
-            return source.decode(item, image_size)
+            return source.decode_many(item, sizes)
         except DataError as exc:
             return str(exc)
 
@@ -150,11 +172,13 @@ def _decode_split(
                 ok[start + offset] = False
                 unreadable.append(result)
             else:
-                images[start + offset] = result
-    images.flush()
-    _compact(full, tmp / f"{name}_images.npy", images, ok)
+                for size, image in zip(sizes, result):
+                    arrays[size][start + offset] = image
     labels = raw.labels[ok]
-    np.save(tmp / f"{name}_labels.npy", labels)
+    for size, images in arrays.items():
+        images.flush()
+        _compact(tmps[size] / f"{name}_images.full.npy", tmps[size] / f"{name}_images.npy", images, ok)
+        np.save(tmps[size] / f"{name}_labels.npy", labels)
     return labels
 
 

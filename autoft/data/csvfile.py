@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from autoft.data.lists import Row, labels_to_indices, resolve_image
-from autoft.data.source import Source, SplitName, decode_file, hash_files
+from autoft.data.source import Source, SplitName, decode_file, decode_file_sizes, hash_files
 from autoft.data.textfile import read_text
 from autoft.errors import DataError
 
@@ -31,6 +31,7 @@ def load_csv(csv_file: Path) -> Source:
         splits=splits,
         content_hash=hash_files(csv_file.parent, class_names, splits),
         decode=decode_file,
+        decode_sizes=decode_file_sizes,
     )
 
 

@@ -28,6 +28,7 @@ def load_demo() -> Source:
         with np.load(DEMO_NPZ) as npz:
             return np.concatenate([npz["x_train"], npz["x_val"]])
 
+    decoder = ArrayDecoder(load_images)
     return Source(
         description="fashion-mnist-demo (bundled)",
         class_names=CLASS_NAMES,
@@ -36,5 +37,6 @@ def load_demo() -> Source:
             SplitName.VAL: RawSplit(np.arange(n_train, n_train + len(val_labels)), val_labels),
         },
         content_hash=hashlib.sha256(DEMO_NPZ.read_bytes()).hexdigest(),
-        decode=ArrayDecoder(load_images),
+        decode=decoder,
+        decode_sizes=decoder.sizes,
     )

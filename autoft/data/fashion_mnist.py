@@ -59,6 +59,7 @@ def load_fashion_mnist() -> Source:
     def load_images() -> np.ndarray:
         return np.concatenate([read_idx(folder / FILES["train_images"]), read_idx(folder / FILES["test_images"])])
 
+    decoder = ArrayDecoder(load_images)
     return Source(
         description=f"fashion-mnist ({folder})",
         class_names=CLASS_NAMES,
@@ -67,7 +68,8 @@ def load_fashion_mnist() -> Source:
             SplitName.TEST: RawSplit(np.arange(n_train, n_train + len(test_labels)), test_labels),
         },
         content_hash=_stat_hash(folder),
-        decode=ArrayDecoder(load_images),
+        decode=decoder,
+        decode_sizes=decoder.sizes,
     )
 
 

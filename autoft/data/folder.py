@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from autoft.data import walk
-from autoft.data.source import RawSplit, Source, SplitName, decode_file, hash_files
+from autoft.data.source import RawSplit, Source, SplitName, decode_file, decode_file_sizes, hash_files
 from autoft.data.walk import Folder
 from autoft.errors import DataError
 
@@ -56,6 +56,7 @@ def load_folder(root: Path, *, flatten_nested: bool = False) -> Source:
         splits=splits,
         content_hash=hash_files(root, class_names, splits),
         decode=decode_file,
+        decode_sizes=decode_file_sizes,
     )
 
 

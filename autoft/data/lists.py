@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoft.data.source import RawSplit, Source, SplitName, decode_file, hash_files
+from autoft.data.source import RawSplit, Source, SplitName, decode_file, decode_file_sizes, hash_files
 from autoft.data.textfile import read_lines
 from autoft.errors import DataError
 
@@ -46,6 +46,7 @@ def load_lists(root: Path) -> Source:
         splits=splits,
         content_hash=hash_files(root, class_names, splits),
         decode=decode_file,
+        decode_sizes=decode_file_sizes,
     )
 
 

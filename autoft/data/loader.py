@@ -36,19 +36,24 @@ def load_data(
     max_val_per_class: int | None = None,
     cache_dir: str | Path | None = None,
     flatten_nested: bool = False,
+    also_sizes: tuple[int, ...] = (),
 ) -> ImageData:
     """Load a named data set or a path (ImageFolder, PaddleHub lists, CSV), decoded and resized to image_size.
 
     The first call decodes every image into `cache_dir` (default <autoft_home>/cache/data); later calls
     with the same inputs memory-map the cached arrays and decode nothing. `flatten_nested`: in an
-    ImageFolder, every folder of images is a class named by its relative path ("animals/cat").
+    ImageFolder, every folder of images is a class named by its relative path ("animals/cat"). `also_sizes`: other
+    image sizes whose cache entries are made in the same pass (each image decoded once), for a search that draws the
+    image size from its space.
     """
     _check_args(dataset, path, image_size, val_split, max_train_per_class)
     source = _source(dataset, path, flatten_nested)
     plan, params = _plan(source, val_split, seed, max_train_per_class, max_val_per_class)
-    key = cache.fingerprint(source.content_hash, image_size, params)
+    sizes = sorted({image_size, *also_sizes})
+    keys = {size: cache.fingerprint(source.content_hash, size, params) for size in sizes}
     directory = Path(cache_dir).expanduser() if cache_dir is not None else cache.default_cache_dir()
-    splits = cache.load_or_build(source, plan, key, image_size, directory)
+    splits = cache.load_or_build_sizes(source, plan, keys, directory)[image_size]
+    key = keys[image_size]
     if len(splits[SplitName.VAL]) == 0:
         raise DataError(f"{source.description}: the validation split is empty (no class has 2 or more images)")
     return ImageData(
@@ -163,11 +168,14 @@ def _plan(
     return plan, params
 
 
-def load_for_config(cfg: RunConfig) -> ImageData:
-    """The arrays a run trains on. search, train and --dry-run split alike (search.seed), so their val_acc compare."""
-    from autoft.config import resolve_image_size
+def load_for_config(cfg: RunConfig, *, every_size: bool = False) -> ImageData:
+    """The arrays a run trains on. search, train and --dry-run split alike (search.seed), so their val_acc compare.
+    ``every_size``: also make the cache entries of every image size the space can draw, in the same pass (the
+    search's driver does, before its trials start)."""
+    from autoft.config import resolve_image_size, searched_image_sizes
 
     d = cfg.data
     return load_data(dataset=d.dataset, path=d.path, image_size=resolve_image_size(cfg), val_split=d.val_split,
                      seed=cfg.search.seed, max_train_per_class=d.max_train_per_class,
-                     max_val_per_class=d.max_val_per_class, flatten_nested=d.flatten_nested)
+                     max_val_per_class=d.max_val_per_class, flatten_nested=d.flatten_nested,
+                     also_sizes=searched_image_sizes(cfg) if every_size else ())

@@ -15,8 +15,8 @@ from PIL import Image
 
 from autoft.data import transforms
 
-__all__ = ["SplitName", "RawSplit", "Source", "IMAGE_EXTENSIONS", "is_image_file", "decode_file", "hash_files",
-           "ArrayDecoder"]
+__all__ = ["SplitName", "RawSplit", "Source", "IMAGE_EXTENSIONS", "is_image_file", "decode_file",
+           "decode_file_sizes", "hash_files", "ArrayDecoder"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
 
@@ -55,6 +55,14 @@ class Source:
     content_hash: str
     decode: Callable[[Any, int], np.ndarray]
     name_of: Callable[[Any], str] = str
+    # one item at several sizes from one decode (see decode_sizes); None: ``decode`` once per size
+    decode_sizes: Callable[[Any, tuple[int, ...]], list[np.ndarray]] | None = None
+
+    def decode_many(self, item: Any, sizes: tuple[int, ...]) -> list[np.ndarray]:
+        """``item`` preprocessed at each of ``sizes``, decoding it once where the source can."""
+        if len(sizes) == 1 or self.decode_sizes is None:
+            return [self.decode(item, size) for size in sizes]
+        return self.decode_sizes(item, sizes)
 
 
 def is_image_file(path: Path) -> bool:
@@ -64,6 +72,10 @@ def is_image_file(path: Path) -> bool:
 def decode_file(path: Path, image_size: int) -> np.ndarray:
     # Looked up on the module at call time so tests can observe (or forbid) decoding.
     return transforms.read_image(path, image_size)
+
+
+def decode_file_sizes(path: Path, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    return transforms.read_images(path, sizes)
 
 
 def hash_files(root: Path, class_names: Sequence[str], splits: Mapping[SplitName, RawSplit]) -> str:
@@ -96,3 +108,7 @@ class ArrayDecoder:
 
     def __call__(self, index: int, image_size: int) -> np.ndarray:
         return transforms.preprocess_image(Image.fromarray(self.images()[index]), image_size)
+
+    def sizes(self, index: int, sizes: tuple[int, ...]) -> list[np.ndarray]:
+        image = Image.fromarray(self.images()[index])
+        return [transforms.preprocess_image(image, size) for size in sizes]

@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 
 from autoft.errors import DataError
 
-__all__ = ["preprocess_image", "read_image", "normalize", "augment"]
+__all__ = ["preprocess_image", "read_image", "read_images", "normalize", "augment"]
 
 _WHITE = (255, 255, 255)
 
@@ -52,17 +52,42 @@ def preprocess_image(img: Image.Image, image_size: int) -> np.ndarray:
 
 def read_image(path: str | Path, image_size: int) -> np.ndarray:
     """Open an image file and preprocess it; DataError if it is not a readable image."""
+    return read_images(path, (image_size,))[0]
+
+
+def read_images(path: str | Path, sizes: Sequence[int]) -> list[np.ndarray]:
+    """Decode an image file and preprocess it at each of ``sizes`` (one array per size, in that order), decoding it
+    once for all of them — a JPEG once per draft scale its sizes need, so that each array is exactly what
+    ``read_image`` gives at that size; DataError if it is not a readable image."""
     try:
         with Image.open(path) as img:
-            # JPEG can decode at 1/2..1/8 scale directly: much faster for photos far larger than S.
-            img.draft("RGB", (image_size, image_size))
-            img = ImageOps.exif_transpose(img)
-            return preprocess_image(img, image_size)
+            groups = _draft_groups(img, sizes)
+        out: dict[int, np.ndarray] = {}
+        for group in groups:
+            with Image.open(path) as img:
+                # JPEG can decode at 1/2..1/8 scale directly: much faster for photos far larger than S.
+                img.draft("RGB", (max(group), max(group)))
+                img = _to_rgb(ImageOps.exif_transpose(img))
+                out.update((size, preprocess_image(img, size)) for size in group)
+        return [out[size] for size in sizes]
     # A damaged file can make a PIL plugin raise almost anything (OSError, SyntaxError, struct.error,
     # IndexError, DecompressionBombError…); every one of them means "cannot use this file".
     except Exception as exc:  # noqa: BLE001
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: not a readable image ({reason})") from exc
+
+
+def _draft_groups(img: Image.Image, sizes: Sequence[int]) -> list[list[int]]:
+    """``sizes`` grouped by the scale a JPEG's draft mode decodes them at (Pillow: the largest of 1/8, 1/4, 1/2, 1
+    that keeps both sides >= the size); one group for other formats."""
+    if img.format != "JPEG":
+        return [sorted(set(sizes))]
+    width, height = img.size
+    groups: dict[int, list[int]] = {}
+    for size in sorted(set(sizes)):
+        fits = min(width // max(1, size), height // max(1, size))
+        groups.setdefault(next((k for k in (8, 4, 2) if fits >= k), 1), []).append(size)
+    return list(groups.values())
 
 
 def _channel_vector(values: float | Sequence[float], name: str) -> np.ndarray:

@@ -162,7 +162,8 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
     try:
         if resume is None:
             ray_session.start()  # an --address that refuses us, resources no node has: before any decoding or folder
-        data = load_trial_data(cfg)  # validates the data and fills the shared cache before any trial starts
+        # validates the data and fills the shared cache (each image size the space draws) before any trial starts
+        data = load_trial_data(cfg, every_size=True)
         if evaluate_test and data.test is None:
             raise ConfigError(f"--evaluate-test: {data.source} has no test split")
         if resume is not None:

@@ -15,11 +15,12 @@ from autoft._fs import atomic_write_text
 __all__ = ["TrialJob", "load_trial_data", "error_line", "out_of_memory_line", "trainable"]
 
 
-def load_trial_data(cfg: RunConfig) -> Any:
-    """The same decoded arrays for every trial (the preprocessing cache makes repeats instant)."""
+def load_trial_data(cfg: RunConfig, *, every_size: bool = False) -> Any:
+    """The same decoded arrays for every trial (the preprocessing cache makes repeats instant). ``every_size``: the
+    driver also fills the cache for each image size the space draws, decoding each image once."""
     from autoft.data import load_for_config
 
-    return load_for_config(cfg)
+    return load_for_config(cfg, every_size=every_size)
 
 
 @dataclass(frozen=True)

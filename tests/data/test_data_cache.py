@@ -137,3 +137,46 @@ def test_concurrent_processes_share_one_entry(image_folder: Path, cache_dir: Pat
     assert all(child.returncode == 0 for child in children)
     assert len(prints) == 1
     assert [p.name for p in cache_dir.iterdir()] == list(prints)
+
+
+def test_several_image_sizes_are_cached_from_one_decode_per_image(
+        image_folder: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search that draws data.image_size from its space: the driver makes every size's entry in one pass, each
+    file opened and decoded once; each entry then equals a load at that size alone."""
+    opened: list[str] = []
+    read_images = transforms.read_images
+
+    def counting(path, sizes):
+        opened.append(str(path))
+        return read_images(path, sizes)
+
+    monkeypatch.setattr(transforms, "read_images", counting)
+    data = _load(image_folder, cache_dir, image_size=12, also_sizes=(8, 20))
+    files = sorted(str(p) for p in image_folder.rglob("*") if p.is_file())
+    assert sorted(opened) == files  # each file read once for its three sizes (a JPEG decoded once per draft scale)
+    entries = sorted(p.name for p in cache_dir.iterdir())
+    assert len(entries) == 3 and data.fingerprint in entries
+    _forbid_decoding(monkeypatch)
+    monkeypatch.setattr(transforms, "read_images", lambda *a: pytest.fail("decoded on a cache hit"))
+    loaded = {size: _load(image_folder, cache_dir, image_size=size) for size in (8, 12, 20)}  # all cache hits
+    assert sorted(d.fingerprint for d in loaded.values()) == entries
+    assert loaded[12].fingerprint == data.fingerprint
+    monkeypatch.undo()
+    for size, cached in loaded.items():
+        assert cached.train.images.shape[1:] == (size, size, 3)
+        fresh = _load(image_folder, tmp := cache_dir.parent / f"alone-{size}", image_size=size)
+        assert fresh.fingerprint == cached.fingerprint and np.array_equal(fresh.val.labels, cached.val.labels)
+        assert np.array_equal(fresh.train.images, cached.train.images), size  # the same pixels, JPEG drafts too
+        assert len(list(tmp.iterdir())) == 1
+
+
+def test_a_searched_image_size_lists_its_values_when_few() -> None:
+    from autoft.config import config_from_dict, searched_image_sizes
+
+    def sizes(space: dict) -> tuple[int, ...]:
+        return searched_image_sizes(config_from_dict({"data": {"dataset": "fashion-mnist-demo"}, "space": space}))
+
+    assert sizes({"data.image_size": {"type": "categorical", "choices": [96, 64]}}) == (64, 96)
+    assert sizes({"data.image_size": {"type": "int", "low": 32, "high": 48, "step": 8}}) == (32, 40, 48)
+    assert sizes({"data.image_size": {"type": "int", "low": 32, "high": 64}}) == ()  # 33 sizes: trials decode
+    assert sizes({"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2}}) == ()

@@ -117,6 +117,25 @@ def test_trials_under_declared_gpus_each_get_their_own(local_ray, shapes: Path, 
     assert sorted(tuple(r.extra["gpu_ids"]) for r in records) == [("0",), ("1",)]
 
 
+def test_a_searched_image_size_is_decoded_once_by_the_driver_for_every_size(local_ray, build_log: Path,
+                                                                              tmp_path: Path) -> None:
+    """data.image_size in the space: the driver fills the cache entry of each size in one pass before the trials
+    start, and each trial trains on its size's entry without decoding."""
+    images = make_shapes(tmp_path / "sized", per_class=12, seed=22)
+    raw = shapes_config(images, enqueue=[{"data.image_size": 24, "learning_rate": 3e-3},
+                                         {"data.image_size": 40, "learning_rate": 3e-3}])
+    raw["space"]["data.image_size"] = {"type": "categorical", "choices": [24, 40]}
+    outcome = search(config_from_dict(raw), results_dir=tmp_path / "runs", name="sizes")
+    records = read_trials(outcome.run_dir)
+    assert all(r.status.finished for r in records), [r.error for r in records]
+    keys = {size: load_data(dataset=None, path=str(images), image_size=size, val_split=0.25).fingerprint
+            for size in (24, 32, 40)}  # 32: the config's own size, which the driver loads
+    for size, key in keys.items():
+        assert [line.split()[1] for line in builds(build_log, key)] == [str(os.getpid())], size
+    assert sorted(bundle_fingerprint(outcome.run_dir, r.trial_id) for r in records) == sorted(
+        [keys[24], keys[40]])
+
+
 @pytest.mark.parametrize("code", [
     "from autoft.cli.app import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
     "from autoft.cli.app import main\ntry:\n    main(['search', '--help'])\nexcept SystemExit:\n    pass",
