@@ -4,7 +4,9 @@ each epoch's val_acc, val_loss and seconds since the trial started are kept in `
 
 ``python -m benchmarks.record_curves demo`` (the bundled Fashion-MNIST subset, the demo's space plus strategy, the
 demo's 3 epochs) and ``python -m benchmarks.record_curves fashion-mnist-head`` (a second table: other
-Fashion-MNIST images, from Debian's dataset-fashion-mnist, a frozen trunk and a trained head for 6 epochs). Two worker processes, one thread each, as the demo search
+Fashion-MNIST images, from Debian's dataset-fashion-mnist, a frozen trunk and a trained head for 6 epochs) and
+``python -m benchmarks.record_curves demo-cost`` (configurations that differ in cost: Lite0 or Lite1 at 48 or 80 px,
+so the replay can score ASHA's rungs in compute against rungs in epochs). Two worker processes, one thread each, as the demo search
 runs two trials at once. The table is rewritten (atomically) after each configuration, so a stopped recording
 continues where it was (``--fresh`` starts again); until every configuration is in, it holds a uniform random sample
 of the grid (``recorded`` < ``grid_size``) and the replay takes a sampled point's nearest recorded configuration.
@@ -48,6 +50,22 @@ TABLES: dict[str, dict[str, Any]] = {
                  "epoch 50-52 s) and 143 on 2026-12-04 (an AMD EPYC 2-core VM, depthwise grouped, median epoch 21-25 "
                  "s); made.machine is the last sitting's. Epoch counts compare across rows; seconds only within a "
                  "sitting.",
+    },
+    "demo-cost": {
+        "title": "configurations that differ in cost: the bundled Fashion-MNIST subset (200 train / 200 val), "
+                 "efficientnet_lite0 or lite1 at 48 or 80 px (an epoch costs 1 to 3.75 of the cheapest), the "
+                 "learning rate and optimizer searched",
+        "config": {"name": "record-demo-cost",
+                   "data": {"dataset": "fashion-mnist-demo", "image_size": 48, "max_train_per_class": 20,
+                            "max_val_per_class": 20},
+                   "model": {"backbone": "efficientnet_lite0", "pretrained": "imagenet"},
+                   "train": {"epochs": 3, "batch_size": 16, "eval_interval": "epoch", "log_interval": 10,
+                             "device": "cpu"}},
+        "space": {"model.backbone": {"type": "categorical", "choices": ["efficientnet_lite0", "efficientnet_lite1"]},
+                  "data.image_size": {"type": "categorical", "choices": [48, 80]},
+                  "learning_rate": {"type": "float", "low": 5.0e-4, "high": 5.0e-3, "log": True},
+                  "optimizer": {"type": "categorical", "choices": ["adam", "rmsprop"]}},
+        "bins": {"learning_rate": 3},
     },
     "fashion-mnist-head": {
         "title": "a second table: other Fashion-MNIST images (Debian's dataset-fashion-mnist, 600 train / 400 val, "
@@ -97,8 +115,9 @@ def _start_worker(table_name: str) -> None:
 
     paddle.disable_signal_handler()
     paddle.base.core.set_num_threads(1)
-    cfg = config_from_dict(TABLES[table_name]["config"])
-    _STATE.update(cfg=cfg, data=load_for_config(cfg))
+    raw = dict(TABLES[table_name]["config"], space=TABLES[table_name]["space"])
+    cfg = config_from_dict(raw)
+    _STATE.update(cfg=cfg, data=load_for_config(cfg, every_size=True))
 
 
 def _record(item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
@@ -107,13 +126,18 @@ def _record(item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
     from autoft.config import apply_params
     from autoft.training.fit import fit
 
+    from autoft.data import load_for_config
+
     index, params = item
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
+    cfg = apply_params(_STATE["cfg"], params)
+    # a searched image size trains on its own cache entry (made by the worker's start, every size in one pass)
+    data = _STATE["data"] if cfg.data.image_size == _STATE["cfg"].data.image_size else load_for_config(cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            fit(apply_params(_STATE["cfg"], params), _STATE["data"], report=rows.append)
+            fit(cfg, data, report=rows.append)
             error = None
         except Exception as exc:  # a diverged configuration is a result too (a real search records it as failed)
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]

@@ -112,6 +112,7 @@ class SimTrial:
     row: dict[str, Any]
     status: str = "PENDING"
     epoch: int = 0           # epochs done
+    cost: float = 1.0        # one epoch, in epochs of the space's cheapest configuration (autoft.search.costs)
     last_result: dict[str, Any] = field(default_factory=dict)
     is_saving: bool = False
 
@@ -144,7 +145,9 @@ class Controller:
 @dataclass
 class Evaluation:
     time: float
-    epochs_spent: int  # epochs trained by all trials when this evaluation came
+    # epochs trained by all trials when this evaluation came, each counted at its cost: in epochs of the space's
+    # cheapest configuration (plain epochs unless the table searches the backbone or the image size)
+    epochs_spent: float
     val_acc: float
     trial_id: str
     epoch: int
@@ -153,12 +156,13 @@ class Evaluation:
 class Simulation:
     """One replayed search: searcher + scheduler as autoft builds them, a clock moved from event to event."""
 
-    def __init__(self, table: Table, cfg, epoch_budget: int | None = None, num_samples: int | None = None,
-                 sampler=None) -> None:
+    def __init__(self, table: Table, cfg, epoch_budget: float | None = None, num_samples: int | None = None,
+                 sampler=None, cost_aware_rungs: bool = True) -> None:
         import optuna
         from ray.tune.search import ConcurrencyLimiter
 
         from autoft.search.budget import Budget
+        from autoft.search.costs import cost_aware
         from autoft.search.schedulers import make_scheduler
         from autoft.search.searcher import StudySearch, make_searcher
 
@@ -167,7 +171,9 @@ class Simulation:
         self.searcher = make_searcher(*args) if sampler is None else StudySearch(*args, sampler=sampler)
         self.limited = ConcurrencyLimiter(self.searcher, max_concurrent=WORKERS)
         self.limited.set_search_properties("val_acc", "max", {})
-        self.scheduler = make_scheduler(cfg)
+        self.costed = cost_aware(cfg)  # the space searches the backbone or the image size: trials differ in cost
+        # cost_aware_rungs=False: ASHA as it was before cost-aware rungs (in epochs, whatever a trial costs)
+        self.scheduler = make_scheduler(cfg if cost_aware_rungs else _without_cost_keys(cfg))
         self.scheduler.set_search_properties("val_acc", "max")
         self.controller = Controller(self)
         self.trials: list[SimTrial] = []
@@ -193,10 +199,15 @@ class Simulation:
             self._exhausted = True
             return None
         self._suggested += 1
-        trial = SimTrial(trial_id, dict(params), self.table.row(params))
+        trial = SimTrial(trial_id, dict(params), self.table.row(params), cost=self._cost(params))
         self.trials.append(trial)
         self.scheduler.on_trial_add(self.controller, trial)
         return trial
+
+    def _cost(self, params: dict[str, Any]) -> float:
+        from autoft.search.costs import relative_cost
+
+        return relative_cost(self.cfg, params) if self.costed else 1.0
 
     def _budget_spent(self) -> bool:
         return self.epoch_budget is not None and self.epochs_spent >= self.epoch_budget
@@ -269,11 +280,15 @@ class Simulation:
             self.limited.on_trial_complete(trial.trial_id, error=True)
             return
         trial.epoch = k + 1
-        self.epochs_spent += 1
+        self.epochs_spent += trial.cost
         best = max(row["val_acc"][:k + 1])
         result = {"epoch": k + 1, "training_iteration": k + 1, "val_acc": row["val_acc"][k],
                   "val_loss": row["val_loss"][k], "best_val_acc": best, "time_total_s": row["seconds"][k],
                   "trial_id": trial.trial_id}
+        if self.costed:  # what a trial of autoft's reports when its space searches the backbone or the size
+            from autoft.search.costs import COMPUTE
+
+            result[COMPUTE] = (k + 1) * trial.cost
         self.evaluations.append(Evaluation(self.clock, self.epochs_spent, row["val_acc"][k], trial.trial_id, k + 1))
         decision = self.scheduler.on_trial_result(self.controller, trial, result)
         if decision != "STOP":
@@ -288,18 +303,41 @@ class Simulation:
             self._next_epoch(trial)
 
 
+def _without_cost_keys(cfg):
+    """``cfg`` with a space that no longer names the backbone or the image size: what the scheduler saw before
+    autoft's rungs counted compute."""
+    import dataclasses
+
+    from autoft.config.space import SearchSpace
+    from autoft.search.costs import COST_KEYS
+
+    return dataclasses.replace(cfg, space=SearchSpace(tuple(p for p in cfg.space.params if p.name not in COST_KEYS)))
+
+
 def simulate(table: Table, sampler: str, scheduler: str, seed: int, *, search: dict[str, Any] | None = None,
-             epoch_budget: int | None = None, num_samples: int | None = None) -> Simulation:
+             epoch_budget: float | None = None, num_samples: int | None = None) -> Simulation:
     """``search`` holds ``search:`` keys, and ``tpe.NAME`` keys: settings of autoft's TPE (``tpe_sampler``'s
     keywords: startup, multivariate, group, constant_liar) that are not config keys; with any of them the searcher
-    gets that TPE variant instead of the sampler ``search.sampler`` names."""
+    gets that TPE variant instead of the sampler ``search.sampler`` names. ``cost_aware=false`` there: the
+    scheduler's rungs count epochs even when the table's configurations differ in cost."""
     from autoft.search.samplers import tpe_sampler
 
     search = dict(search or {})
     tpe = {k.split(".", 1)[1]: search.pop(k) for k in [k for k in search if k.startswith("tpe.")]}
+    rungs = bool(search.pop("cost_aware", True))
     cfg = replay_config(table, sampler, scheduler, seed, search)
     variant = tpe_sampler(cfg.search.trials, seed, **tpe) if tpe else None
-    return Simulation(table, cfg, epoch_budget, num_samples, sampler=variant).run()
+    return Simulation(table, cfg, epoch_budget, num_samples, sampler=variant, cost_aware_rungs=rungs).run()
+
+
+def mean_cost(table: Table) -> float:
+    """The mean epoch cost over the recorded configurations, in epochs of the cheapest (1 when all cost alike)."""
+    from autoft.search.costs import cost_aware, relative_cost
+
+    cfg = replay_config(table, "random", "fifo", 0)
+    if not cost_aware(cfg):
+        return 1.0
+    return statistics.fmean(relative_cost(cfg, row["params"]) for row in table.curves.values())
 
 
 # scoring
@@ -320,7 +358,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def score(table: Table, methods: list[tuple[str, str, dict[str, Any]]], seeds: int) -> dict[str, Any]:
-    budget = TRIALS * table.epochs
+    # TRIALS full trials of the average configuration; "epochs" below count each epoch at its cost (1 for tables
+    # whose configurations all cost alike)
+    budget = math.ceil(TRIALS * table.epochs * mean_cost(table))
     randoms = [simulate(table, "random", "fifo", s, epoch_budget=budget) for s in range(seeds)]
     target = median([max(e.val_acc for e in r.evaluations) for r in randoms])
     out: dict[str, Any] = {"table": table.name, "title": table.doc["title"], "recorded": len(table.curves),
@@ -400,6 +440,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 CORE = [("tpe", "asha", {})]
+COST_BLIND = [("tpe", "asha", {"cost_aware": False})]
 MATRIX = [(s, sch, {}) for s in ("tpe", "random", "cmaes", "qmc", "grid") for sch in ("asha", "hyperband", "median",
                                                                                      "fifo")
           if (s, sch) not in (("random", "fifo"),)]
@@ -430,7 +471,8 @@ def main(argv: list[str] | None = None) -> None:
     tables = [Table.load(p) for p in sorted(DATA.glob("curves-*.json"))]
     if not tables:
         raise SystemExit("no recorded tables in benchmarks/data (python -m benchmarks.record_curves demo)")
-    results = [score(t, methods, args.seeds) for t in tables]
+    # a table whose configurations differ in cost (backbone, image size) also scores ASHA with rungs in epochs
+    results = [score(t, methods + (COST_BLIND if mean_cost(t) > 1 else []), args.seeds) for t in tables]
     png = RESULTS / "replay.png"
     plot(results, png)
     main_res = next((r for r in results if r["table"] == "demo"), results[0])

@@ -67,6 +67,56 @@ def test_asha_stops_by_the_recorded_values_and_the_grid_covers_the_recording(tmp
         assert got == tr.row["val_acc"][:tr.epoch]
 
 
+def _costed_table(tmp_path: Path, epochs: int = 4) -> Table:
+    """Configurations that differ in cost (backbone x image size): val_acc depends on the optimizer only, so the
+    costly ones are no better."""
+    space = {"model.backbone": {"type": "categorical", "choices": ["efficientnet_lite0", "efficientnet_lite1"]},
+             "data.image_size": {"type": "categorical", "choices": [32, 64]},
+             "optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}}
+    levels = {n: spec["choices"] for n, spec in space.items()}
+    configs = []
+    for i, combo in enumerate(itertools.product(*levels.values())):
+        params = dict(zip(space, combo))
+        cost = {"efficientnet_lite0": 1.0, "efficientnet_lite1": 1.35}[params["model.backbone"]] * (
+            params["data.image_size"] / 32) ** 2
+        acc = [round((0.8 if params["optimizer"] == "adam" else 0.4) * (e + 1) / epochs + 0.001 * i, 5)
+               for e in range(epochs)]
+        configs.append({"index": i, "params": params, "val_acc": acc, "val_loss": [1.0] * epochs,
+                        "seconds": [10.0 * cost * (e + 1) for e in range(epochs)], "error": None, "wall": 0.0})
+    doc = {"table": "costed", "title": "test", "space": space, "levels": levels, "epochs": epochs, "grid_size": 8,
+           "config": {"name": "costed", "data": {"dataset": "fashion-mnist-demo", "image_size": 32},
+                      "model": {"backbone": "efficientnet_lite0", "pretrained": "none"}, "train": {"epochs": epochs}},
+           "configs": configs}
+    path = tmp_path / "curves-costed.json"
+    path.write_text(json.dumps(doc))
+    return Table.load(path)
+
+
+def test_a_table_that_searches_backbone_and_size_is_replayed_at_each_configurations_cost(tmp_path: Path) -> None:
+    """The cost-aware variant (issue 17): each epoch counts at its configuration's cost, trials report compute as
+    autoft's do, and ASHA's rungs are in compute, unless cost_aware=false asks for the rungs in epochs."""
+    from benchmarks.replay import mean_cost
+
+    t = _costed_table(tmp_path)
+    assert mean_cost(t) == pytest.approx((1 + 1.35) * (1 + 4) / 4)
+    sim = simulate(t, "grid", "fifo", seed=0, num_samples=8)
+    costs = {tr.trial_id: tr.cost for tr in sim.trials}
+    assert sorted(costs.values()) == pytest.approx(sorted([1, 1, 1.35, 1.35, 4, 4, 5.4, 5.4]))
+    assert sim.epochs_spent == pytest.approx(t.epochs * sum(costs.values()))
+    for tr in sim.trials:
+        assert tr.last_result["compute"] == pytest.approx(t.epochs * tr.cost)
+    aware = simulate(t, "grid", "asha", seed=0, num_samples=8, search={"grace_period": 1, "reduction_factor": 2})
+    blind = simulate(t, "grid", "asha", seed=0, num_samples=8,
+                     search={"grace_period": 1, "reduction_factor": 2, "cost_aware": False})
+    assert aware.scheduler._time_attr == "compute" and blind.scheduler._time_attr == "epoch"
+
+    def costly_epochs(sim) -> int:
+        return sum(tr.epoch for tr in sim.trials if tr.cost > 3)
+
+    # the costly, no-better configurations meet ASHA's rungs sooner when rungs count compute
+    assert costly_epochs(aware) < costly_epochs(blind)
+
+
 def test_tpe_settings_reach_the_sampler_and_the_default_is_untouched(tmp_path: Path) -> None:
     from autoft.search.samplers import make_sampler
     from benchmarks.replay import replay_config
