@@ -18,7 +18,7 @@ __all__ = ["BENCHMARKS", "RESULTS", "Goal", "Recorder", "interleave", "paired_ra
 
 BENCHMARKS = ("trainer_step", "search_efficiency", "preprocess_cache", "feature_cache", "predict_throughput",
               "sample_efficiency", "cli_help", "eval_throughput", "train_throughput",
-              "demo_search", "train_command", "replay")
+              "demo_search", "train_command", "replay", "zero_config")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

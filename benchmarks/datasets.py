@@ -6,9 +6,11 @@ benchmarks: each is deterministic (fixed seeds) and written once under ``$AUTOFT
   places on noisy, coloured backgrounds, 40 px.
 - ``textures``: 6 classes of texture (horizontal, vertical and diagonal stripes, checks, dots, blotches) with random
   periods, phases, colours and noise, 40 px.
-- ``photos`` (held out: never used to choose the portfolio): crops of scikit-image's sample photographs, one class a
-  photo (astronaut, coffee, chelsea, rocket, camera, hubble deep field, immunohistochemistry, retina), at random
-  places and scales, flipped at random, 48 px.
+- ``photos`` and ``patches`` (held out: never used to choose the portfolio): crops of scikit-image's sample
+  photographs, one class a photo, at random places and scales, flipped at random. ``photos``: 8 photos (astronaut,
+  coffee, chelsea, rocket, camera, hubble deep field, immunohistochemistry, retina), crops of 15-45 % of the shorter
+  side at 48 px; ``patches``: 12 (those 8 and coins, brick, grass, gravel), small patches of 6-14 % at 32 px, so
+  much less context.
 
 The bundled Fashion-MNIST subset (``fashion-mnist-demo``) and Debian's Fashion-MNIST are named datasets already.
 """
@@ -144,12 +146,36 @@ def _photos(out: Path, per_class: int) -> None:
             crop.save(out / name / f"{i:04d}.png")
 
 
+_PATCHES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+            "camera", "coins", "brick", "grass", "gravel")
+
+
+def _patches(out: Path, per_class: int) -> None:
+    """Small patches (6-14 % of the photo's shorter side) at 32 px: little context, so harder than ``photos``."""
+    from skimage import data as skdata
+
+    rng = np.random.default_rng(4)
+    for name in _PATCHES:
+        arr = np.asarray(getattr(skdata, name)())
+        photo = Image.fromarray(arr[..., :3] if arr.ndim == 3 else arr).convert("RGB")
+        w, h = photo.size
+        (out / name).mkdir(parents=True)
+        for i in range(per_class):
+            side = max(8, int(rng.uniform(0.06, 0.14) * min(w, h)))
+            left, top = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
+            crop = photo.crop((left, top, left + side, top + side)).resize((32, 32), Image.BILINEAR)
+            if rng.random() < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            crop.save(out / name / f"{i:04d}.png")
+
+
 # name -> (writer, images per class)
 BUILDERS: dict[str, tuple[Callable[[Path, int], None], int]] = {
     "digits": (_digits, 170),
     "shapes": (_generated(("circle", "square", "triangle", "cross", "ring", "bar"), _shape, 1), 150),
     "textures": (_generated(("horizontal", "vertical", "diagonal", "checks", "dots", "blotches"), _texture, 2), 150),
     "photos": (_photos, 100),
+    "patches": (_patches, 100),
 }
 
 
