@@ -112,7 +112,8 @@ class SimTrial:
     row: dict[str, Any]
     status: str = "PENDING"
     epoch: int = 0           # epochs done
-    cost: float = 1.0        # one epoch, in epochs of the space's cheapest configuration (autoft.search.costs)
+    cost: float = 1.0        # one epoch, in epochs of the space's cheapest configuration, as measured
+    reported: float = 1.0    # the same as the trial reports it in ``compute`` (measured, or FLOPs-estimated)
     last_result: dict[str, Any] = field(default_factory=dict)
     is_saving: bool = False
 
@@ -157,7 +158,7 @@ class Simulation:
     """One replayed search: searcher + scheduler as autoft builds them, a clock moved from event to event."""
 
     def __init__(self, table: Table, cfg, epoch_budget: float | None = None, num_samples: int | None = None,
-                 sampler=None, cost_aware_rungs: bool = True) -> None:
+                 sampler=None, cost_aware_rungs: bool = True, measured: bool = True) -> None:
         import optuna
         from ray.tune.search import ConcurrencyLimiter
 
@@ -172,8 +173,10 @@ class Simulation:
         self.limited = ConcurrencyLimiter(self.searcher, max_concurrent=WORKERS)
         self.limited.set_search_properties("val_acc", "max", {})
         self.costed = cost_aware(cfg)  # the space searches the backbone or the image size: trials differ in cost
+        self.measured = measured_costs(table) if self.costed else None  # what each epoch costs
+        self.reported = self.measured if measured else None  # what the trials and ASHA count (None: FLOPs)
         # cost_aware_rungs=False: ASHA as it was before cost-aware rungs (in epochs, whatever a trial costs)
-        self.scheduler = make_scheduler(cfg if cost_aware_rungs else _without_cost_keys(cfg))
+        self.scheduler = make_scheduler(cfg if cost_aware_rungs else _without_cost_keys(cfg), costs=self.reported)
         self.scheduler.set_search_properties("val_acc", "max")
         self.controller = Controller(self)
         self.trials: list[SimTrial] = []
@@ -199,15 +202,16 @@ class Simulation:
             self._exhausted = True
             return None
         self._suggested += 1
-        trial = SimTrial(trial_id, dict(params), self.table.row(params), cost=self._cost(params))
+        trial = SimTrial(trial_id, dict(params), self.table.row(params), cost=self._cost(params, self.measured),
+                         reported=self._cost(params, self.reported))
         self.trials.append(trial)
         self.scheduler.on_trial_add(self.controller, trial)
         return trial
 
-    def _cost(self, params: dict[str, Any]) -> float:
+    def _cost(self, params: dict[str, Any], costs: dict[tuple[str, int], float] | None) -> float:
         from autoft.search.costs import relative_cost
 
-        return relative_cost(self.cfg, params) if self.costed else 1.0
+        return relative_cost(self.cfg, params, costs) if self.costed else 1.0
 
     def _budget_spent(self) -> bool:
         return self.epoch_budget is not None and self.epochs_spent >= self.epoch_budget
@@ -288,7 +292,7 @@ class Simulation:
         if self.costed:  # what a trial of autoft's reports when its space searches the backbone or the size
             from autoft.search.costs import COMPUTE
 
-            result[COMPUTE] = (k + 1) * trial.cost
+            result[COMPUTE] = (k + 1) * trial.reported
         self.evaluations.append(Evaluation(self.clock, self.epochs_spent, row["val_acc"][k], trial.trial_id, k + 1))
         decision = self.scheduler.on_trial_result(self.controller, trial, result)
         if decision != "STOP":
@@ -318,16 +322,38 @@ def simulate(table: Table, sampler: str, scheduler: str, seed: int, *, search: d
              epoch_budget: float | None = None, num_samples: int | None = None) -> Simulation:
     """``search`` holds ``search:`` keys, and ``tpe.NAME`` keys: settings of autoft's TPE (``tpe_sampler``'s
     keywords: startup, multivariate, group, constant_liar) that are not config keys; with any of them the searcher
-    gets that TPE variant instead of the sampler ``search.sampler`` names. ``cost_aware=false`` there: the
-    scheduler's rungs count epochs even when the table's configurations differ in cost."""
+    gets that TPE variant instead of the sampler ``search.sampler`` names. When the table's configurations differ in
+    cost, each epoch counts at its configuration's measured cost (``measured_costs``: as autoft's probe measures it
+    before a search); ``cost=flops`` there: at its FLOPs-estimated cost instead; ``cost_aware=false``: the
+    scheduler's rungs count epochs."""
     from autoft.search.samplers import tpe_sampler
 
     search = dict(search or {})
     tpe = {k.split(".", 1)[1]: search.pop(k) for k in [k for k in search if k.startswith("tpe.")]}
     rungs = bool(search.pop("cost_aware", True))
+    measured = search.pop("cost", "measured") == "measured"
     cfg = replay_config(table, sampler, scheduler, seed, search)
     variant = tpe_sampler(cfg.search.trials, seed, **tpe) if tpe else None
-    return Simulation(table, cfg, epoch_budget, num_samples, sampler=variant, cost_aware_rungs=rungs).run()
+    return Simulation(table, cfg, epoch_budget, num_samples, sampler=variant, cost_aware_rungs=rungs,
+                      measured=measured).run()
+
+
+def measured_costs(table: Table) -> dict[tuple[str, int], float]:
+    """Seconds per epoch of each (backbone, image size) the table recorded: the median over its configurations of
+    the epochs after the first (the first also builds the model), as a search measures them."""
+    from autoft.search.costs import BACKBONE_KEYS, SIZE_KEYS
+
+    cfg = replay_config(table, "random", "fifo", 0)
+    per: dict[tuple[str, int], list[float]] = {}
+    for row in table.curves.values():
+        secs = row["seconds"]
+        if len(secs) < 2:
+            continue
+        p = row["params"]
+        key = (str(next((p[k] for k in BACKBONE_KEYS if k in p), cfg.model.backbone)),
+               int(next((p[k] for k in SIZE_KEYS if k in p), cfg.data.image_size)))
+        per.setdefault(key, []).append((secs[-1] - secs[0]) / (len(secs) - 1))
+    return {key: statistics.median(values) for key, values in per.items()}
 
 
 def mean_cost(table: Table) -> float:
@@ -337,7 +363,8 @@ def mean_cost(table: Table) -> float:
     cfg = replay_config(table, "random", "fifo", 0)
     if not cost_aware(cfg):
         return 1.0
-    return statistics.fmean(relative_cost(cfg, row["params"]) for row in table.curves.values())
+    measured = measured_costs(table)
+    return statistics.fmean(relative_cost(cfg, row["params"], measured) for row in table.curves.values())
 
 
 # scoring
@@ -365,7 +392,8 @@ def score(table: Table, methods: list[tuple[str, str, dict[str, Any]]], seeds: i
     target = median([max(e.val_acc for e in r.evaluations) for r in randoms])
     out: dict[str, Any] = {"table": table.name, "title": table.doc["title"], "recorded": len(table.curves),
                            "grid_size": table.doc.get("grid_size"), "best_recorded": table.best,
-                           "target": target, "epoch_budget": budget, "methods": {}}
+                           "target": target, "epoch_budget": budget, "mean_cost": round(mean_cost(table), 4),
+                           "methods": {}}
     curves: dict[str, list[list[float]]] = {}
     for sampler, scheduler, extra in [("random", "fifo", {}), *methods]:
         label = f"{sampler}+{scheduler}" + "".join(f" {k}={v}" for k, v in extra.items())
@@ -427,10 +455,11 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
             ax.fill_between(x, np.percentile(regret, 25, axis=0), np.percentile(regret, 75, axis=0), alpha=0.15)
         ax.axhline(res["best_recorded"] - res["target"], color="grey", ls=":", lw=1, label="target")
         ax.set_ylim(bottom=0)
-        ax.set_xlabel("epochs trained (all trials)")
+        ax.set_xlabel("epochs trained (all trials)" if res.get("mean_cost", 1.0) == 1.0 else
+                      "epochs trained (all trials), each at its cost in epochs of the cheapest")
         ax.set_ylabel("regret: best recorded val_acc - best so far\n(median over seeds, quartiles shaded)")
-        ax.set_title(f"{res['table']} ({res['recorded']} recorded configurations): random, TPE+ASHA and "
-                     "the two best", fontsize=9)
+        ax.set_title(f"{res['table']} ({res['recorded']} configurations): random, TPE+ASHA, the two best",
+                     fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
@@ -440,7 +469,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 CORE = [("tpe", "asha", {})]
-COST_BLIND = [("tpe", "asha", {"cost_aware": False})]
+# a table whose configurations differ in cost: ASHA's rungs by FLOPs-estimated costs, and in epochs
+COST_VARIANTS = [("tpe", "asha", {"cost": "flops"}), ("tpe", "asha", {"cost_aware": False})]
 MATRIX = [(s, sch, {}) for s in ("tpe", "random", "cmaes", "qmc", "grid") for sch in ("asha", "hyperband", "median",
                                                                                      "fifo")
           if (s, sch) not in (("random", "fifo"),)]
@@ -453,7 +483,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--extra", action="append", default=[], metavar="KEY=VALUE,...",
                         help="also score TPE+ASHA with these search settings (e.g. grace_period=2, scheduler=fifo) "
                              "or TPE settings (tpe.startup=5, tpe.multivariate=false, tpe.group=true, "
-                             "tpe.constant_liar=false)")
+                             "tpe.constant_liar=false), or on a table of differing costs cost=flops or "
+                             "cost_aware=false")
     args = parser.parse_args(argv)
     quiet()
     import logging
@@ -471,8 +502,9 @@ def main(argv: list[str] | None = None) -> None:
     tables = [Table.load(p) for p in sorted(DATA.glob("curves-*.json"))]
     if not tables:
         raise SystemExit("no recorded tables in benchmarks/data (python -m benchmarks.record_curves demo)")
-    # a table whose configurations differ in cost (backbone, image size) also scores ASHA with rungs in epochs
-    results = [score(t, methods + (COST_BLIND if mean_cost(t) > 1 else []), args.seeds) for t in tables]
+    # a table whose configurations differ in cost (backbone, image size) also scores ASHA's rungs by FLOPs-estimated
+    # costs and in epochs, beside autoft's rungs by measured costs
+    results = [score(t, methods + (COST_VARIANTS if mean_cost(t) > 1 else []), args.seeds) for t in tables]
     png = RESULTS / "replay.png"
     plot(results, png)
     main_res = next((r for r in results if r["table"] == "demo"), results[0])

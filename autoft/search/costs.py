@@ -2,21 +2,31 @@
 ``space:`` searches the backbone or the image size, trials differ in cost, and ASHA compares them at equal compute
 (``compute`` = epochs × that relative cost) instead of at equal epochs.
 
-The cost of an epoch is the backbone's FLOPs per pixel (EfficientNet-Lite0 : Lite1 : Lite2 = 1 : 1.35 : 1.64; other
-backbones count as 1) times the pixel count; the number of images is the same for every trial of a search.
+The cost of an epoch is measured: before the first trial, a probe times each (backbone, image size) the space can
+draw (``measured_costs``: a training step and an engine forward on one thread, as trials run; kept in the run
+folder's costs.json). Without a measurement (more than MAX_PROBED combinations, or a caller that has none) it is the
+backbone's FLOPs per pixel (EfficientNet-Lite0 : Lite1 : Lite2 = 1 : 1.35 : 1.64; other backbones count as 1) times
+the pixel count, which overstates what larger images cost on a CPU at small sizes, where a step's fixed work weighs
+(benchmarks/data/curves-demo-cost.json: Lite0 at 80 px 1.45x Lite0 at 48 px measured, 2.78x by FLOPs). The number of
+images is the same for every trial of a search.
 """
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from autoft._fs import atomic_write_text
 from autoft.config import RunConfig, resolve_image_size
 from autoft.training.autoplan import pixel_cost
 
-__all__ = ["COMPUTE", "COST_KEYS", "cost_aware", "relative_cost", "cost_range"]
+__all__ = ["COMPUTE", "COST_KEYS", "COSTS_FILE", "Measured", "combinations", "cost_aware", "relative_cost",
+           "cost_range", "measure", "measured_costs"]
 
 COMPUTE = "compute"  # the result key: epochs so far × relative_cost
+Measured = Mapping[tuple[str, int], float]  # (backbone, image size) -> seconds per epoch
 
 BACKBONE_KEYS = ("model.backbone", "backbone")
 SIZE_KEYS = ("data.image_size", "image_size")
@@ -41,16 +51,81 @@ def _values(cfg: RunConfig, keys: tuple[str, ...], default: Any) -> list[Any]:
     return [default]
 
 
-def cost_range(cfg: RunConfig) -> tuple[float, float]:
+def combinations(cfg: RunConfig) -> list[tuple[str, int]]:
+    """Every (backbone, image size) the space can draw (an integer range of sizes: its two ends)."""
+    return [(str(b), int(s)) for b, s in itertools.product(_values(cfg, BACKBONE_KEYS, cfg.model.backbone),
+                                                          _values(cfg, SIZE_KEYS, resolve_image_size(cfg)))]
+
+
+def _epoch_cost(backbone: str, size: int, measured: Measured | None) -> float:
+    if measured is None:
+        return pixel_cost(backbone, size)
+    if (backbone, size) in measured:
+        return float(measured[(backbone, size)])
+    # a size inside a searched integer range: the nearest measured size of that backbone, scaled by the pixel count
+    near = min((s for b, s in measured if b == backbone), key=lambda s: abs(s - size))
+    return float(measured[(backbone, near)]) * (size / near) ** 2
+
+
+def _usable(cfg: RunConfig, measured: Measured | None) -> Measured | None:
+    """Measured costs when they cover every combination the space can draw, else None (FLOPs for all)."""
+    if measured and all(c in measured for c in combinations(cfg)):
+        return measured
+    return None
+
+
+def cost_range(cfg: RunConfig, measured: Measured | None = None) -> tuple[float, float]:
     """(cheapest, dearest) epoch cost over every backbone × image size the space can draw."""
-    costs = [pixel_cost(str(b), s) for b, s in itertools.product(_values(cfg, BACKBONE_KEYS, cfg.model.backbone),
-                                                       _values(cfg, SIZE_KEYS, resolve_image_size(cfg)))]
+    measured = _usable(cfg, measured)
+    costs = [_epoch_cost(b, s, measured) for b, s in combinations(cfg)]
     return min(costs), max(costs)
 
 
-def relative_cost(cfg: RunConfig, params: Mapping[str, Any]) -> float:
-    """One epoch of the configuration ``params`` in epochs of the space's cheapest configuration (>= 1)."""
-    cheapest, _ = cost_range(cfg)
-    backbone = _pick(params, BACKBONE_KEYS, cfg.model.backbone)
-    size = _pick(params, SIZE_KEYS, resolve_image_size(cfg))
-    return pixel_cost(str(backbone), size) / cheapest
+def relative_cost(cfg: RunConfig, params: Mapping[str, Any], measured: Measured | None = None) -> float:
+    """One epoch of the configuration ``params`` in epochs of the space's cheapest configuration (>= 1).
+    ``measured``: seconds per epoch of each (backbone, image size), used instead of FLOPs when it has them all."""
+    measured = _usable(cfg, measured)
+    cheapest, _ = cost_range(cfg, measured)
+    backbone = str(_pick(params, BACKBONE_KEYS, cfg.model.backbone))
+    size = int(_pick(params, SIZE_KEYS, resolve_image_size(cfg)))
+    return _epoch_cost(backbone, size, measured) / cheapest
+
+
+COSTS_FILE = "costs.json"  # in the run folder: what the probe measured, read again on --resume
+MAX_PROBED = 8
+
+
+def measure(cfg: RunConfig, n_train: int, n_val: int) -> dict[tuple[str, int], float]:
+    """Seconds per epoch of each (backbone, image size) the space can draw, estimated from a probe of each on one
+    thread (autoft.training.autoplan.probe_config: a training step at the trial's batch size and an engine forward)
+    times the training and validation images."""
+    from autoft.training.autoplan import probe_config
+
+    out = {}
+    for backbone, size in combinations(cfg):
+        probe = probe_config(backbone, size, batch=max(2, min(int(cfg.train.batch_size), 32)))
+        out[(backbone, size)] = n_train * probe.train_seconds + n_val * probe.infer_seconds
+    return out
+
+
+def measured_costs(cfg: RunConfig, run_dir: Path, n_train: int, n_val: int) -> Measured | None:
+    """The search's measured epoch costs when its space searches the backbone or the image size (at most
+    MAX_PROBED combinations): read from the run folder's costs.json, or probed in a Ray worker (where trials run)
+    and written there. None: FLOPs say what each costs."""
+    if not cost_aware(cfg) or len(combinations(cfg)) > MAX_PROBED:
+        return None
+    path = Path(run_dir) / COSTS_FILE
+    try:
+        rows = json.loads(path.read_text())["seconds_per_epoch"]
+        return {(str(r["backbone"]), int(r["image_size"])): float(r["seconds"]) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    import ray
+
+    res = cfg.search.resources_per_trial
+    probe = ray.remote(num_cpus=max(1.0, res.cpu))(measure)
+    costs = ray.get(probe.remote(cfg, n_train, n_val))
+    rows = [{"backbone": b, "image_size": s, "seconds": round(v, 3)} for (b, s), v in sorted(costs.items())]
+    atomic_write_text(path, json.dumps({"seconds_per_epoch": rows, "how": "probe: one thread, random weights, a "
+                                        "training step and an engine forward per configuration"}, indent=1) + "\n")
+    return costs

@@ -213,6 +213,7 @@ def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, ref: 
                    on_progress: Callable[[Progress], None] | None, on_message: Callable[[str], None],
                    evaluate_test: bool) -> SearchOutcome:
     from autoft.search.budget import Budget
+    from autoft.search.costs import measured_costs
     from autoft.search.recorder import Recorder
     from autoft.search.schedulers import make_scheduler
     from autoft.search.searcher import make_searcher
@@ -230,9 +231,11 @@ def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, ref: 
         seed = cfg.search.seed + counted  # the same seed on resume would repeat the first configs
         searcher = make_searcher(cfg, storage, ref.name, seed, budget)
         recorder = Recorder(run_dir, cfg, searcher, on_progress, started)
+        # a searched backbone or image size: each combination's epoch is timed once, before the trials
+        costs = measured_costs(cfg, run_dir, len(data.train), len(data.val))
         interrupted = run_tuner(cfg, run_dir, searcher=searcher, recorder=recorder, name="tune",
                                 num_samples=remaining, param_names=cfg.space.names,
-                                scheduler=make_scheduler(cfg, recorder), stop=budget.stopper())
+                                scheduler=make_scheduler(cfg, recorder, costs), stop=budget.stopper(), costs=costs)
     if cfg.search.rerun_top_k and not interrupted and not budget.hit:
         from autoft.search.reruns import run_reruns
 

