@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ __all__ = ["COMPUTE", "COST_KEYS", "COSTS_FILE", "Measured", "combinations", "co
 
 COMPUTE = "compute"  # the result key: epochs so far × relative_cost
 Measured = Mapping[tuple[str, int], float]  # (backbone, image size) -> seconds per epoch
+
+log = logging.getLogger("autoft.search")
 
 BACKBONE_KEYS = ("model.backbone", "backbone")
 SIZE_KEYS = ("data.image_size", "image_size")
@@ -110,21 +113,26 @@ def measure(cfg: RunConfig, n_train: int, n_val: int) -> dict[tuple[str, int], f
 
 def measured_costs(cfg: RunConfig, run_dir: Path, n_train: int, n_val: int) -> Measured | None:
     """The search's measured epoch costs when its space searches the backbone or the image size (at most
-    MAX_PROBED combinations): read from the run folder's costs.json, or probed in a Ray worker (where trials run)
-    and written there. None: FLOPs say what each costs."""
-    if not cost_aware(cfg) or len(combinations(cfg)) > MAX_PROBED:
+    MAX_PROBED combinations, CPU trials): read from the run folder's costs.json, or probed in a Ray worker (where
+    trials run) and written there. None: FLOPs say what each costs (also for GPU trials, and when the probe fails)."""
+    if not cost_aware(cfg) or len(combinations(cfg)) > MAX_PROBED or cfg.search.resources_per_trial.gpu > 0:
         return None
     path = Path(run_dir) / COSTS_FILE
     try:
         rows = json.loads(path.read_text())["seconds_per_epoch"]
-        return {(str(r["backbone"]), int(r["image_size"])): float(r["seconds"]) for r in rows}
+        stored = {(str(r["backbone"]), int(r["image_size"])): float(r["seconds"]) for r in rows}
+        if _usable(cfg, stored):  # a resumed search whose space still draws what was measured
+            return stored
     except (OSError, ValueError, KeyError, TypeError):
         pass
     import ray
 
-    res = cfg.search.resources_per_trial
-    probe = ray.remote(num_cpus=max(1.0, res.cpu))(measure)
-    costs = ray.get(probe.remote(cfg, n_train, n_val))
+    try:
+        probe = ray.remote(num_cpus=max(1.0, cfg.search.resources_per_trial.cpu))(measure)
+        costs = ray.get(probe.remote(cfg, n_train, n_val))
+    except Exception as exc:  # noqa: BLE001 - a probe that cannot run leaves the FLOPs estimate, not a failed search
+        log.warning("could not measure the configurations' costs (%s); using FLOPs", str(exc).splitlines()[0])
+        return None
     rows = [{"backbone": b, "image_size": s, "seconds": round(v, 3)} for (b, s), v in sorted(costs.items())]
     atomic_write_text(path, json.dumps({"seconds_per_epoch": rows, "how": "probe: one thread, random weights, a "
                                         "training step and an engine forward per configuration"}, indent=1) + "\n")

@@ -116,3 +116,19 @@ def test_the_scheduler_compares_a_costly_trial_after_equal_compute(shapes_dir: P
     by_epochs = make_scheduler(config_from_dict(raw))
     assert run(by_epochs) == TrialScheduler.CONTINUE
     assert run(aware) == TrialScheduler.STOP
+
+
+def test_a_resumed_search_reads_the_measured_costs_again(shapes_dir: Path, tmp_path: Path) -> None:
+    """costs.json is what a resumed search uses (no second probe, so compute stays comparable across the two
+    sittings); GPU trials keep FLOPs (the probe times the CPU)."""
+    from autoft.search.costs import COSTS_FILE, measured_costs
+
+    cfg = _cfg(shapes_dir)
+    rows = [{"backbone": b, "image_size": s, "seconds": 10.0 + i}
+            for i, (b, s) in enumerate((b, s) for b in ("efficientnet_lite0", "efficientnet_lite1") for s in (64, 96))]
+    (tmp_path / COSTS_FILE).write_text(json.dumps({"seconds_per_epoch": rows}))
+    costs = measured_costs(cfg, tmp_path, 72, 18)  # no Ray here: read, not probed
+    assert costs == {(r["backbone"], r["image_size"]): r["seconds"] for r in rows}
+    gpu = config_from_dict({**shapes_config(shapes_dir), "space": SPACE,
+                            "search": {"resources_per_trial": {"cpu": 1, "gpu": 1}}})
+    assert measured_costs(gpu, tmp_path, 72, 18) is None
