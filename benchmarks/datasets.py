@@ -126,47 +126,32 @@ def _generated(kinds: tuple[str, ...], make: Callable[[np.random.Generator, str]
 
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "hubble_deep_field", "immunohistochemistry",
            "retina")
-
-
-def _photos(out: Path, per_class: int) -> None:
-    from skimage import data as skdata
-
-    rng = np.random.default_rng(3)
-    for name in _PHOTOS:
-        arr = np.asarray(getattr(skdata, name)())
-        photo = Image.fromarray(arr[..., :3] if arr.ndim == 3 else arr).convert("RGB")
-        w, h = photo.size
-        (out / name).mkdir(parents=True)
-        for i in range(per_class):
-            side = int(rng.uniform(0.15, 0.45) * min(w, h))
-            left, top = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
-            crop = photo.crop((left, top, left + side, top + side)).resize((48, 48), Image.BILINEAR)
-            if rng.random() < 0.5:
-                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-            crop.save(out / name / f"{i:04d}.png")
-
-
+# small patches at 32 px: little context, so harder than ``photos``
 _PATCHES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
             "camera", "coins", "brick", "grass", "gravel")
 
 
-def _patches(out: Path, per_class: int) -> None:
-    """Small patches (6-14 % of the photo's shorter side) at 32 px: little context, so harder than ``photos``."""
-    from skimage import data as skdata
+def _crops(names: tuple[str, ...], scale: tuple[float, float], px: int, seed: int) -> Callable[[Path, int], None]:
+    """A writer of square crops of scikit-image's sample photographs, one class a photograph: each crop's side a
+    random ``scale`` fraction of the photograph's shorter side, at a random place, resized to ``px``, flipped at
+    random."""
+    def write(out: Path, per_class: int) -> None:
+        from skimage import data as skdata
 
-    rng = np.random.default_rng(4)
-    for name in _PATCHES:
-        arr = np.asarray(getattr(skdata, name)())
-        photo = Image.fromarray(arr[..., :3] if arr.ndim == 3 else arr).convert("RGB")
-        w, h = photo.size
-        (out / name).mkdir(parents=True)
-        for i in range(per_class):
-            side = max(8, int(rng.uniform(0.06, 0.14) * min(w, h)))
-            left, top = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
-            crop = photo.crop((left, top, left + side, top + side)).resize((32, 32), Image.BILINEAR)
-            if rng.random() < 0.5:
-                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-            crop.save(out / name / f"{i:04d}.png")
+        rng = np.random.default_rng(seed)
+        for name in names:
+            arr = np.asarray(getattr(skdata, name)())
+            photo = Image.fromarray(arr[..., :3] if arr.ndim == 3 else arr).convert("RGB")
+            w, h = photo.size
+            (out / name).mkdir(parents=True)
+            for i in range(per_class):
+                side = max(8, int(rng.uniform(*scale) * min(w, h)))
+                left, top = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
+                crop = photo.crop((left, top, left + side, top + side)).resize((px, px), Image.BILINEAR)
+                if rng.random() < 0.5:
+                    crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+                crop.save(out / name / f"{i:04d}.png")
+    return write
 
 
 # name -> (writer, images per class)
@@ -174,8 +159,8 @@ BUILDERS: dict[str, tuple[Callable[[Path, int], None], int]] = {
     "digits": (_digits, 170),
     "shapes": (_generated(("circle", "square", "triangle", "cross", "ring", "bar"), _shape, 1), 150),
     "textures": (_generated(("horizontal", "vertical", "diagonal", "checks", "dots", "blotches"), _texture, 2), 150),
-    "photos": (_photos, 100),
-    "patches": (_patches, 100),
+    "photos": (_crops(_PHOTOS, (0.15, 0.45), 48, seed=3), 100),
+    "patches": (_crops(_PATCHES, (0.06, 0.14), 32, seed=4), 100),
 }
 
 
@@ -189,7 +174,11 @@ def build(name: str) -> Path:
     tmp = _root() / f".{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    writer(tmp, per_class)
+    try:
+        writer(tmp, per_class)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     (tmp / ".complete").write_text(json.dumps({"per_class": per_class}))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
