@@ -60,8 +60,12 @@ def read_images(path: str | Path, sizes: Sequence[int]) -> list[np.ndarray]:
     once for all of them — a JPEG once per draft scale its sizes need, so that each array is exactly what
     ``read_image`` gives at that size; DataError if it is not a readable image."""
     try:
-        with Image.open(path) as img:
-            groups = _draft_groups(img, sizes)
+        unique = sorted(set(sizes))
+        if len(unique) == 1:  # read_image: one decode, no need to look at the file first
+            groups = [unique]
+        else:
+            with Image.open(path) as img:
+                groups = _draft_groups(img, unique)
         out: dict[int, np.ndarray] = {}
         for group in groups:
             with Image.open(path) as img:
@@ -78,13 +82,13 @@ def read_images(path: str | Path, sizes: Sequence[int]) -> list[np.ndarray]:
 
 
 def _draft_groups(img: Image.Image, sizes: Sequence[int]) -> list[list[int]]:
-    """``sizes`` grouped by the scale a JPEG's draft mode decodes them at (Pillow: the largest of 1/8, 1/4, 1/2, 1
+    """``sizes`` (distinct, ascending) grouped by the scale a JPEG's draft mode decodes them at (Pillow: the largest of 1/8, 1/4, 1/2, 1
     that keeps both sides >= the size); one group for other formats."""
     if img.format != "JPEG":
-        return [sorted(set(sizes))]
+        return [list(sizes)]
     width, height = img.size
     groups: dict[int, list[int]] = {}
-    for size in sorted(set(sizes)):
+    for size in sizes:
         fits = min(width // max(1, size), height // max(1, size))
         groups.setdefault(next((k for k in (8, 4, 2) if fits >= k), 1), []).append(size)
     return list(groups.values())
