@@ -171,6 +171,11 @@ def record(mode: str, workers: int) -> Path:
 
     write()
     if todo:
+        from benchmarks.datasets import build
+
+        for spec in DATASETS[mode].values():  # built here, once, before the workers read them
+            if str(spec.get("path", "")).startswith("bench:"):
+                build(spec["path"].split(":", 1)[1])
         started = time.time()
         # one dataset after another, so a worker builds each dataset's cache and model once
         with multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker) as workers_pool:

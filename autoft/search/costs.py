@@ -24,7 +24,7 @@ from autoft.config import RunConfig, resolve_image_size
 from autoft.training.autoplan import pixel_cost
 
 __all__ = ["COMPUTE", "COST_KEYS", "COSTS_FILE", "Measured", "combinations", "cost_aware", "relative_cost",
-           "cost_range", "measure", "measured_costs"]
+           "cost_range", "measure", "measured_costs", "stored_costs"]
 
 COMPUTE = "compute"  # the result key: epochs so far × relative_cost
 Measured = Mapping[tuple[str, int], float]  # (backbone, image size) -> seconds per epoch
@@ -65,9 +65,14 @@ def _epoch_cost(backbone: str, size: int, measured: Measured | None) -> float:
         return pixel_cost(backbone, size)
     if (backbone, size) in measured:
         return float(measured[(backbone, size)])
-    # a size inside a searched integer range: the nearest measured size of that backbone, scaled by the pixel count
-    near = min((s for b, s in measured if b == backbone), key=lambda s: abs(s - size))
-    return float(measured[(backbone, near)]) * (size / near) ** 2
+    # a size inside a searched integer range: linear in the pixel count between the measured sizes around it
+    sizes = sorted(s for b, s in measured if b == backbone)
+    below = max((s for s in sizes if s < size), default=sizes[0])
+    above = min((s for s in sizes if s > size), default=sizes[-1])
+    if below == above:  # outside what was measured: the nearest, scaled by the pixel count
+        return float(measured[(backbone, below)]) * (size / below) ** 2
+    t = (size ** 2 - below ** 2) / (above ** 2 - below ** 2)
+    return float(measured[(backbone, below)]) * (1 - t) + float(measured[(backbone, above)]) * t
 
 
 def _usable(cfg: RunConfig, measured: Measured | None) -> Measured | None:
@@ -99,16 +104,28 @@ MAX_PROBED = 8
 
 
 def measure(cfg: RunConfig, n_train: int, n_val: int) -> dict[tuple[str, int], float]:
-    """Seconds per epoch of each (backbone, image size) the space can draw, estimated from a probe of each on one
-    thread (autoft.training.autoplan.probe_config: a training step at the trial's batch size and an engine forward)
-    times the training and validation images."""
+    """Seconds per epoch of each (backbone, image size) the space can draw, estimated from a probe of each on a
+    trial's CPU threads (autoft.training.autoplan.probe_config: a training step at the trial's batch size and an
+    engine forward) times the training and validation images."""
     from autoft.training.autoplan import probe_config
 
+    import math
+
+    threads = max(1, math.floor(cfg.search.resources_per_trial.cpu))  # what a trial gets (search.trial)
     out = {}
     for backbone, size in combinations(cfg):
-        probe = probe_config(backbone, size, batch=max(2, min(int(cfg.train.batch_size), 32)))
+        probe = probe_config(backbone, size, batch=max(2, min(int(cfg.train.batch_size), 32)), threads=threads)
         out[(backbone, size)] = n_train * probe.train_seconds + n_val * probe.infer_seconds
     return out
+
+
+def stored_costs(run_dir: Path) -> Measured | None:
+    """What the run's probe measured (costs.json), or None."""
+    try:
+        rows = json.loads((Path(run_dir) / COSTS_FILE).read_text())["seconds_per_epoch"]
+        return {(str(r["backbone"]), int(r["image_size"])): float(r["seconds"]) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def measured_costs(cfg: RunConfig, run_dir: Path, n_train: int, n_val: int) -> Measured | None:
@@ -118,13 +135,9 @@ def measured_costs(cfg: RunConfig, run_dir: Path, n_train: int, n_val: int) -> M
     if not cost_aware(cfg) or len(combinations(cfg)) > MAX_PROBED or cfg.search.resources_per_trial.gpu > 0:
         return None
     path = Path(run_dir) / COSTS_FILE
-    try:
-        rows = json.loads(path.read_text())["seconds_per_epoch"]
-        stored = {(str(r["backbone"]), int(r["image_size"])): float(r["seconds"]) for r in rows}
-        if _usable(cfg, stored):  # a resumed search whose space still draws what was measured
-            return stored
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    stored = stored_costs(run_dir)
+    if _usable(cfg, stored):  # a resumed search whose space still draws what was measured
+        return stored
     import ray
 
     try:
@@ -134,6 +147,7 @@ def measured_costs(cfg: RunConfig, run_dir: Path, n_train: int, n_val: int) -> M
         log.warning("could not measure the configurations' costs (%s); using FLOPs", str(exc).splitlines()[0])
         return None
     rows = [{"backbone": b, "image_size": s, "seconds": round(v, 3)} for (b, s), v in sorted(costs.items())]
-    atomic_write_text(path, json.dumps({"seconds_per_epoch": rows, "how": "probe: one thread, random weights, a "
-                                        "training step and an engine forward per configuration"}, indent=1) + "\n")
+    atomic_write_text(path, json.dumps({"seconds_per_epoch": rows, "how": "probe: a trial's CPU threads, random "
+                                        "weights, a training step and an engine forward per configuration"},
+                                       indent=1) + "\n")
     return costs

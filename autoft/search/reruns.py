@@ -25,6 +25,7 @@ from autoft.run.bundle import copy_bundle, is_bundle, load_bundle, save_bundle
 from autoft.run.layout import RunDir
 from autoft.run.records import TrialRecord, read_trials
 from autoft.run.selection import rerun_plan
+from autoft.search.costs import stored_costs
 from autoft.search.recorder import Progress, Recorder
 from autoft.search.tuner import run_tuner
 
@@ -75,7 +76,8 @@ def run_reruns(cfg: RunConfig, run_dir: Path, *, on_progress: Callable[[Progress
     searcher = PlanSearcher(plan)
     recorder = Recorder(run_dir, rerun_cfg, searcher, on_progress, time.time())
     run_tuner(rerun_cfg, run_dir, searcher=searcher, recorder=recorder, name="rerun", num_samples=len(plan),
-              param_names=(*cfg.space.names, SEED_KEY), callbacks=[RerunTagger(searcher, recorder)])
+              param_names=(*cfg.space.names, SEED_KEY), callbacks=[RerunTagger(searcher, recorder)],
+              costs=stored_costs(run_dir))  # the search's measured costs, so cost_per_epoch means the same
     return len(plan)
 
 

@@ -140,9 +140,9 @@ def probe_device(steps: int = 3, batch: int = 16) -> Probe:
     return probe_config(*_REF, steps=steps, batch=batch)
 
 
-def probe_config(backbone: str, size: int, *, steps: int = 3, batch: int = 16) -> Probe:
-    """Time ``backbone`` at ``size`` px on one thread as a trial runs it on the CPU: a training step (its first, which
-    builds kernels, not counted) and an inference-engine forward; random pixels and weights."""
+def probe_config(backbone: str, size: int, *, steps: int = 3, batch: int = 16, threads: int = 1) -> Probe:
+    """Time ``backbone`` at ``size`` px on ``threads`` CPU threads as a trial runs it: a training step (its first,
+    which builds kernels, not counted) and an inference-engine forward; random pixels and weights."""
     import numpy as np
     import paddle
 
@@ -151,7 +151,7 @@ def probe_config(backbone: str, size: int, *, steps: int = 3, batch: int = 16) -
     from autoft.training.evaluation import EngineForward, cpu_threads
 
     started = time.perf_counter()
-    with cpu_threads(1):
+    with cpu_threads(threads):
         paddle.set_device("cpu")
         model = create(backbone, 10, "none")
         configure(model, "auto", "cpu")  # trials' train.depthwise default on CPU
@@ -170,7 +170,7 @@ def probe_config(backbone: str, size: int, *, steps: int = 3, batch: int = 16) -
         train = float(np.median(timings[1:])) / batch
         images = np.random.default_rng(1).integers(0, 255, (64, size, size, 3), dtype=np.uint8)
         spec = model.spec
-        with EngineForward(model, tuple(spec.mean), tuple(spec.std), size, threads=1) as forward:
+        with EngineForward(model, tuple(spec.mean), tuple(spec.std), size, threads=threads) as forward:
             forward(images[:16], 16)  # warm-up
             t = time.perf_counter()
             forward(images, 32)

@@ -142,7 +142,7 @@ def test_concurrent_processes_share_one_entry(image_folder: Path, cache_dir: Pat
 def test_several_image_sizes_are_cached_from_one_decode_per_image(
         image_folder: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A search that draws data.image_size from its space: the driver makes every size's entry in one pass, each
-    file opened and decoded once; each entry then equals a load at that size alone."""
+    file decoded once; each entry then equals a load at that size alone."""
     opened: list[str] = []
     read_images = transforms.read_images
 
@@ -153,7 +153,7 @@ def test_several_image_sizes_are_cached_from_one_decode_per_image(
     monkeypatch.setattr(transforms, "read_images", counting)
     data = _load(image_folder, cache_dir, image_size=12, also_sizes=(8, 20))
     files = sorted(str(p) for p in image_folder.rglob("*") if p.is_file())
-    assert sorted(opened) == files  # each file read once for its three sizes (a JPEG decoded once per draft scale)
+    assert sorted(opened) == files  # one multi-size decode per file for its three sizes (a JPEG: once per draft scale)
     entries = sorted(p.name for p in cache_dir.iterdir())
     assert len(entries) == 3 and data.fingerprint in entries
     _forbid_decoding(monkeypatch)

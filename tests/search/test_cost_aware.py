@@ -43,7 +43,7 @@ def test_costs_are_relative_to_the_cheapest_configuration(shapes_dir: Path) -> N
 
 def test_measured_costs_replace_flops_and_fill_a_size_range(shapes_dir: Path) -> None:
     """With each combination's measured epoch seconds, costs are their ratios; a size between two measured ones is
-    the nearest measured size scaled by its pixels; a measurement that misses a combination is not used."""
+    interpolated by its pixels; a measurement that misses a combination is not used."""
     cfg = _cfg(shapes_dir)
     seconds = {("efficientnet_lite0", 64): 10.0, ("efficientnet_lite0", 96): 14.0,
                ("efficientnet_lite1", 64): 12.0, ("efficientnet_lite1", 96): 18.0}
@@ -54,7 +54,11 @@ def test_measured_costs_replace_flops_and_fill_a_size_range(shapes_dir: Path) ->
     ranged = config_from_dict({**shapes_config(shapes_dir), "space": {
         "data.image_size": {"type": "int", "low": 64, "high": 96}}})
     sizes = {k: v for k, v in seconds.items() if k[0] == "efficientnet_lite0"}
-    assert relative_cost(ranged, {"data.image_size": 88}, sizes) == pytest.approx(14.0 * (88 / 96) ** 2 / 10.0)
+    # between the two measured ends: linear in the pixel count, so the cost rises with the size and stays >= 1
+    t = (88 ** 2 - 64 ** 2) / (96 ** 2 - 64 ** 2)
+    assert relative_cost(ranged, {"data.image_size": 88}, sizes) == pytest.approx((10.0 * (1 - t) + 14.0 * t) / 10.0)
+    inside = [relative_cost(ranged, {"data.image_size": s}, sizes) for s in range(64, 97)]
+    assert inside == sorted(inside) and inside[0] == 1.0 and inside[-1] == pytest.approx(1.4)
     partial = dict(list(seconds.items())[:3])
     assert relative_cost(cfg, {"model.backbone": "efficientnet_lite1", "data.image_size": 96}, partial) == \
         pytest.approx(3.0375)  # FLOPs for all
