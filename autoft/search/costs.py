@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,6 @@ def measure(cfg: RunConfig, n_train: int, n_val: int) -> dict[tuple[str, int], f
     trial's CPU threads (autoft.training.autoplan.probe_config: a training step at the trial's batch size and an
     engine forward) times the training and validation images."""
     from autoft.training.autoplan import probe_config
-
-    import math
 
     threads = max(1, math.floor(cfg.search.resources_per_trial.cpu))  # what a trial gets (search.trial)
     out = {}
