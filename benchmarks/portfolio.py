@@ -25,7 +25,6 @@ import argparse
 import itertools
 import json
 import multiprocessing
-import os
 import statistics
 import sys
 import time
@@ -88,35 +87,18 @@ def _config(mode: str, dataset: str) -> dict[str, Any]:
 _STATE: dict[tuple[str, str], Any] = {}
 
 
-def _start_worker() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import paddle
-
-    paddle.disable_signal_handler()
-    paddle.base.core.set_num_threads(1)
-
-
 def _fit(task: tuple[str, str, int, dict[str, Any]]) -> dict[str, Any]:
-    import warnings
-
     from autoft.config import apply_params, config_from_dict
     from autoft.data import load_for_config
-    from autoft.training.fit import fit
+    from benchmarks.record_curves import fine_tune
 
     mode, dataset, index, params = task
     if (mode, dataset) not in _STATE:
         cfg = config_from_dict(_config(mode, dataset))
         _STATE[(mode, dataset)] = (cfg, load_for_config(cfg))
     cfg, data = _STATE[(mode, dataset)]
-    rows: list[dict[str, Any]] = []
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fit(apply_params(cfg, params), data, report=rows.append)
-            error = None
-        except Exception as exc:  # a diverged configuration scores as failed
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+    rows, error = fine_tune(apply_params(cfg, params), data)
     return {"dataset": dataset, "index": index, "params": params,
             "val_acc": [round(float(r["val_acc"]), 5) for r in rows], "error": error,
             "wall": round(time.perf_counter() - started, 2)}
@@ -178,7 +160,9 @@ def record(mode: str, workers: int) -> Path:
                 build(spec["path"].split(":", 1)[1])
         started = time.time()
         # one dataset after another, so a worker builds each dataset's cache and model once
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker) as workers_pool:
+        from benchmarks.record_curves import worker_threads
+
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=worker_threads) as workers_pool:
             for k, row in enumerate(workers_pool.imap_unordered(_fit, todo), 1):
                 done[(row["dataset"], row["index"])] = row
                 write()
@@ -188,14 +172,18 @@ def record(mode: str, workers: int) -> Path:
     return out
 
 
-def scores(matrix: dict[str, Any]) -> dict[str, list[float]]:
-    """dataset -> each candidate's final val_acc scaled to [0, 1] within that dataset (a failed fit scores 0)."""
-    n = len(matrix["candidates"])
-    raw: dict[str, list[float]] = {d: [0.0] * n for d in matrix["datasets"]}
+def final_accuracies(matrix: dict[str, Any]) -> dict[str, list[float]]:
+    """dataset -> each candidate's final val_acc there (a failed fit: 0)."""
+    raw: dict[str, list[float]] = {d: [0.0] * len(matrix["candidates"]) for d in matrix["datasets"]}
     for row in matrix["rows"]:
         raw[row["dataset"]][row["index"]] = float(row["val_acc"][-1]) if row["val_acc"] and not row["error"] else 0.0
+    return raw
+
+
+def scores(matrix: dict[str, Any]) -> dict[str, list[float]]:
+    """dataset -> each candidate's final val_acc scaled to [0, 1] within that dataset (a failed fit scores 0)."""
     out = {}
-    for dataset, accs in raw.items():
+    for dataset, accs in final_accuracies(matrix).items():
         low, high = min(accs), max(accs)
         out[dataset] = [(a - low) / (high - low) if high > low else 1.0 for a in accs]
     return out
@@ -227,10 +215,7 @@ def leave_one_out(matrix: dict[str, Any], k: int | None = None) -> dict[str, dic
     """For each dataset, a portfolio chosen on the others: its best raw val_acc there, against the best candidate
     there (the oracle), the median candidate, and the single configuration that is best on average elsewhere."""
     k = k or matrix["k"]
-    norm = scores(matrix)
-    raw: dict[str, list[float]] = {d: [0.0] * len(matrix["candidates"]) for d in matrix["datasets"]}
-    for row in matrix["rows"]:
-        raw[row["dataset"]][row["index"]] = float(row["val_acc"][-1]) if row["val_acc"] and not row["error"] else 0.0
+    norm, raw = scores(matrix), final_accuracies(matrix)
     out = {}
     for held in norm:
         others = {d: v for d, v in norm.items() if d != held}

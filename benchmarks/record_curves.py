@@ -61,7 +61,8 @@ TABLES: dict[str, dict[str, Any]] = {
                    "model": {"backbone": "efficientnet_lite0", "pretrained": "imagenet"},
                    "train": {"epochs": 3, "batch_size": 16, "eval_interval": "epoch", "log_interval": 10,
                              "device": "cpu"}},
-        "space": {"model.backbone": {"type": "categorical", "choices": ["efficientnet_lite0", "efficientnet_lite1"]},
+        "space": {"model.backbone": {"type": "categorical",
+                                     "choices": ["efficientnet_lite0", "efficientnet_lite1"]},
                   "data.image_size": {"type": "categorical", "choices": [48, 80]},
                   "learning_rate": {"type": "float", "low": 5.0e-4, "high": 5.0e-3, "log": True},
                   "optimizer": {"type": "categorical", "choices": ["adam", "rmsprop"]}},
@@ -106,43 +107,54 @@ def grid(table: dict[str, Any]) -> list[dict[str, Any]]:
 _STATE: dict[str, Any] = {}
 
 
-def _start_worker(table_name: str) -> None:
+def worker_threads() -> None:
+    """A worker process's start: one thread, as a trial with one CPU trains; Paddle leaves signals alone."""
     os.environ["OMP_NUM_THREADS"] = "1"
     import paddle
 
+    paddle.disable_signal_handler()
+    paddle.base.core.set_num_threads(1)
+
+
+def fine_tune(cfg: Any, data: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """``cfg`` fine-tuned on ``data`` with autoft's own ``fit`` (the trainer a trial runs): its per-epoch reports, and
+    the error line of a fit that failed (a diverged configuration is a result too: a real search records it as
+    failed), else None."""
+    import warnings
+
+    from autoft.training.fit import fit
+
+    rows: list[dict[str, Any]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fit(cfg, data, report=rows.append)
+        except Exception as exc:
+            return rows, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+    return rows, None
+
+
+def _start_worker(table_name: str) -> None:
+    worker_threads()
     from autoft.config import config_from_dict
     from autoft.data import load_for_config
 
-    paddle.disable_signal_handler()
-    paddle.base.core.set_num_threads(1)
     raw = dict(TABLES[table_name]["config"], space=TABLES[table_name]["space"])
     cfg = config_from_dict(raw)
     _STATE.update(cfg=cfg, data=load_for_config(cfg, every_size=True))
 
 
 def _record(item: tuple[int, dict[str, Any]]) -> dict[str, Any]:
-    import warnings
-
     from autoft.config import apply_params
-    from autoft.training.fit import fit
-
     from autoft.data import load_for_config
+    from autoft.training.depthwise import resolve
 
     index, params = item
-    rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     cfg = apply_params(_STATE["cfg"], params)
     # a searched image size trains on its own cache entry (made by the worker's start, every size in one pass)
     data = _STATE["data"] if cfg.data.image_size == _STATE["cfg"].data.image_size else load_for_config(cfg)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fit(cfg, data, report=rows.append)
-            error = None
-        except Exception as exc:  # a diverged configuration is a result too (a real search records it as failed)
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
-    from autoft.training.depthwise import resolve
-
+    rows, error = fine_tune(cfg, data)
     train = _STATE["cfg"].train
     return {"index": index, "params": params, "depthwise": resolve(train.depthwise, train.device),
             "val_acc": [round(float(r["val_acc"]), 5) for r in rows],

@@ -341,18 +341,14 @@ def simulate(table: Table, sampler: str, scheduler: str, seed: int, *, search: d
 def measured_costs(table: Table) -> dict[tuple[str, int], float]:
     """Seconds per epoch of each (backbone, image size) the table recorded: the median over its configurations of
     the epochs after the first (the first also builds the model), as a search measures them."""
-    from autoft.search.costs import BACKBONE_KEYS, SIZE_KEYS
+    from autoft.search.costs import combination
 
     cfg = replay_config(table, "random", "fifo", 0)
     per: dict[tuple[str, int], list[float]] = {}
     for row in table.curves.values():
         secs = row["seconds"]
-        if len(secs) < 2:
-            continue
-        p = row["params"]
-        key = (str(next((p[k] for k in BACKBONE_KEYS if k in p), cfg.model.backbone)),
-               int(next((p[k] for k in SIZE_KEYS if k in p), cfg.data.image_size)))
-        per.setdefault(key, []).append((secs[-1] - secs[0]) / (len(secs) - 1))
+        if len(secs) >= 2:
+            per.setdefault(combination(cfg, row["params"]), []).append((secs[-1] - secs[0]) / (len(secs) - 1))
     return {key: statistics.median(values) for key, values in per.items()}
 
 
@@ -387,12 +383,13 @@ def _percentile(values: list[float], q: float) -> float:
 def score(table: Table, methods: list[tuple[str, str, dict[str, Any]]], seeds: int) -> dict[str, Any]:
     # TRIALS full trials of the average configuration; "epochs" below count each epoch at its cost (1 for tables
     # whose configurations all cost alike)
-    budget = math.ceil(TRIALS * table.epochs * mean_cost(table))
+    cost = mean_cost(table)
+    budget = math.ceil(TRIALS * table.epochs * cost)
     randoms = [simulate(table, "random", "fifo", s, epoch_budget=budget) for s in range(seeds)]
     target = median([max(e.val_acc for e in r.evaluations) for r in randoms])
     out: dict[str, Any] = {"table": table.name, "title": table.doc["title"], "recorded": len(table.curves),
                            "grid_size": table.doc.get("grid_size"), "best_recorded": table.best,
-                           "target": target, "epoch_budget": budget, "mean_cost": round(mean_cost(table), 4),
+                           "target": target, "epoch_budget": budget, "mean_cost": round(cost, 4),
                            "methods": {}}
     curves: dict[str, list[list[float]]] = {}
     for sampler, scheduler, extra in [("random", "fifo", {}), *methods]:

@@ -82,8 +82,8 @@ def read_images(path: str | Path, sizes: Sequence[int]) -> list[np.ndarray]:
 
 
 def _draft_groups(img: Image.Image, sizes: Sequence[int]) -> list[list[int]]:
-    """``sizes`` (distinct, ascending) grouped by the scale a JPEG's draft mode decodes them at (Pillow: the largest of 1/8, 1/4, 1/2, 1
-    that keeps both sides >= the size); one group for other formats."""
+    """``sizes`` (distinct, ascending) grouped by the scale a JPEG's draft mode decodes them at (Pillow: the largest
+    of 1/8, 1/4, 1/2, 1 that keeps both sides >= the size); one group for other formats."""
     if img.format != "JPEG":
         return [list(sizes)]
     width, height = img.size

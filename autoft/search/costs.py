@@ -3,8 +3,8 @@
 (``compute`` = epochs × that relative cost) instead of at equal epochs.
 
 The cost of an epoch is measured: before the first trial, a probe times each (backbone, image size) the space can
-draw (``measured_costs``: a training step and an engine forward on one thread, as trials run; kept in the run
-folder's costs.json). Without a measurement (more than MAX_PROBED combinations, or a caller that has none) it is the
+draw (``measured_costs``: a training step and an engine forward on a trial's CPU threads; kept in the run folder's
+costs.json). Without a measurement (more than MAX_PROBED combinations, or a caller that has none) it is the
 backbone's FLOPs per pixel (EfficientNet-Lite0 : Lite1 : Lite2 = 1 : 1.35 : 1.64; other backbones count as 1) times
 the pixel count, which overstates what larger images cost on a CPU at small sizes, where a step's fixed work weighs
 (benchmarks/data/curves-demo-cost.json: Lite0 at 80 px 1.45x Lite0 at 48 px measured, 2.78x by FLOPs). The number of
@@ -24,7 +24,8 @@ from autoft._fs import atomic_write_text
 from autoft.config import RunConfig, resolve_image_size
 from autoft.training.autoplan import pixel_cost
 
-__all__ = ["COMPUTE", "COST_KEYS", "COSTS_FILE", "Measured", "combinations", "cost_aware", "relative_cost",
+__all__ = ["COMPUTE", "COST_KEYS", "COSTS_FILE", "Measured", "combination", "combinations", "cost_aware",
+           "relative_cost",
            "cost_range", "measure", "measured_costs", "stored_costs"]
 
 COMPUTE = "compute"  # the result key: epochs so far × relative_cost
@@ -90,14 +91,18 @@ def cost_range(cfg: RunConfig, measured: Measured | None = None) -> tuple[float,
     return min(costs), max(costs)
 
 
+def combination(cfg: RunConfig, params: Mapping[str, Any]) -> tuple[str, int]:
+    """The (backbone, image size) a trial with sampled ``params`` trains."""
+    return (str(_pick(params, BACKBONE_KEYS, cfg.model.backbone)),
+            int(_pick(params, SIZE_KEYS, resolve_image_size(cfg))))
+
+
 def relative_cost(cfg: RunConfig, params: Mapping[str, Any], measured: Measured | None = None) -> float:
     """One epoch of the configuration ``params`` in epochs of the space's cheapest configuration (>= 1).
     ``measured``: seconds per epoch of each (backbone, image size), used instead of FLOPs when it has them all."""
     measured = _usable(cfg, measured)
     cheapest, _ = cost_range(cfg, measured)
-    backbone = str(_pick(params, BACKBONE_KEYS, cfg.model.backbone))
-    size = int(_pick(params, SIZE_KEYS, resolve_image_size(cfg)))
-    return _epoch_cost(backbone, size, measured) / cheapest
+    return _epoch_cost(*combination(cfg, params), measured) / cheapest
 
 
 COSTS_FILE = "costs.json"  # in the run folder: what the probe measured, read again on --resume
