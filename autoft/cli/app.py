@@ -108,6 +108,9 @@ def search(
     from autoft.config import load_config
 
     started = time.time()
+    if address is not None and not address.strip():
+        raise AutoftError("--address '': give a Ray address (HEAD:6379, auto or ray://HEAD:10001), or leave the "
+                          "flag out to start a local Ray")
     overrides = list(set_ or []) + ([f"search.trials={trials}"] if trials is not None else [])
     if resume is not None and (config is not None or overrides or param_file is not None or dataset is not None
                                or time_budget is not None):
@@ -209,6 +212,8 @@ def predict(
     """Top-k labels with probabilities for images, using only what the bundle holds."""
     from autoft.serving.predict import IMAGE_SUFFIXES, Predictor, expand_inputs
 
+    if top_k < 1:
+        raise AutoftError(f"predict --top-k: must be >= 1, got {top_k}")
     if format_ not in PREDICT_FORMATS:
         raise AutoftError(f"predict --format: unknown value {format_!r}; valid: {', '.join(PREDICT_FORMATS)}")
     if as_json:
@@ -320,6 +325,39 @@ def _quiet_libraries(debug: bool) -> None:
         warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 
+def _usage_error_classes() -> tuple[type[BaseException], ...]:
+    """The usage-error base classes of whichever click the installed typer parses with: typer >= 0.26 carries its
+    own copy (``typer._click``), older ones use the ``click`` package; both are caught, so a release of either
+    cannot turn a usage error into a traceback."""
+    import importlib
+
+    found: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            exceptions = importlib.import_module(module)
+        except ImportError:
+            continue
+        found += [getattr(exceptions, name) for name in ("ClickException", "Abort") if hasattr(exceptions, name)]
+    return tuple(found)
+
+
+def _usage_exit(exc: BaseException) -> None:
+    """A usage error: one line and exit 2; ``autoft`` alone (click's NoArgsIsHelpError) prints the help, exit 0;
+    an aborted prompt is exit 130."""
+    if type(exc).__name__ == "Abort":
+        _err("aborted")
+        sys.exit(130)
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        sys.stdout.write(message.rstrip("\n") + "\n")
+        sys.exit(0)
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if getattr(ctx, "command_path", None) else ""
+    _err(first + hint)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     debug = os.environ.get("AUTOFT_DEBUG") == "1"
@@ -345,16 +383,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            if debug:
-                raise
-            _err(exc.format_message().splitlines()[0])
-            sys.exit(2)
-        raise
-
+    except Exception as exc:
+        if not isinstance(exc, _usage_error_classes()):
+            raise
+        if debug:
+            raise
+        _usage_exit(exc)
 
 if __name__ == "__main__":
     main()

@@ -220,3 +220,28 @@ def test_a_diverging_autoft_train_is_one_line_and_exit_1(tmp_path: Path) -> None
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert len(errors) == 1 and errors[0].startswith("autoft: error: training failed: loss became nan at epoch 1")
     assert "train.learning_rate" in errors[0] and not (tmp_path / "ckpt" / "best_model").exists()
+
+
+# Usage errors come from whichever click the installed typer parses with (typer >= 0.26 carries its own copy):
+# each class must still be one line and exit 2, never a traceback.
+USAGE_ERRORS = [
+    ("unknown-command", ["frobnicate"], "No such command 'frobnicate'"),
+    ("unknown-subcommand", ["datasets", "frobnicate"], "No such command 'frobnicate'"),
+    ("unknown-option", ["search", "--bogus"], "No such option: --bogus"),
+    ("bad-value", ["search", "--trials", "abc"], "'--trials'"),
+    ("missing-argument", ["leaderboard"], "Missing argument"),
+    ("top-k-zero", ["predict", "b", "x.png", "--top-k", "0"], "--top-k: must be >= 1, got 0"),
+    ("top-k-negative", ["predict", "b", "x.png", "--top-k", "-1"], "--top-k: must be >= 1, got -1"),
+    ("empty-address", ["search", "--address", ""], "--address ''"),
+]
+
+
+@pytest.mark.parametrize("argv, needle", [(a, n) for _, a, n in USAGE_ERRORS], ids=[i for i, _, _ in USAGE_ERRORS])
+def test_usage_errors_are_one_line_exit_2(argv: list[str], needle: str, tmp_path: Path) -> None:
+    assert_one_line_exit_2(run(*argv, cwd=tmp_path), needle, tmp_path / "results")
+
+
+def test_autoft_alone_prints_the_commands() -> None:
+    out = run()
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert "search" in out.stdout and "predict" in out.stdout
