@@ -124,12 +124,37 @@ def measure(cfg: RunConfig, n_train: int, n_val: int) -> dict[tuple[str, int], f
 
 
 def stored_costs(run_dir: Path) -> Measured | None:
-    """What the run's probe measured (costs.json), or None."""
-    try:
-        rows = json.loads((Path(run_dir) / COSTS_FILE).read_text())["seconds_per_epoch"]
-        return {(str(r["backbone"]), int(r["image_size"])): float(r["seconds"]) for r in rows}
-    except (OSError, ValueError, KeyError, TypeError):
+    """What the run's probe measured (costs.json), or None: absent, or not what a probe writes (then a warning
+    says why and the search measures again — a tampered file must not divide by zero or feed NaN to ASHA)."""
+    path = Path(run_dir) / COSTS_FILE
+    if not path.is_file():
         return None
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["seconds_per_epoch"]
+        costs = {(_text(r["backbone"]), _int(r["image_size"])): _seconds(r["seconds"]) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: %s; measuring the costs again", path, str(exc).splitlines()[0] if str(exc) else
+                    type(exc).__name__)
+        return None
+    return costs or None
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"backbone must be a name, got {value!r}")
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"image_size must be a positive integer, got {value!r}")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"seconds must be a positive finite number, got {value!r}")
+    return float(value)
 
 
 def measured_costs(cfg: RunConfig, run_dir: Path, n_train: int, n_val: int) -> Measured | None:

@@ -136,3 +136,36 @@ def test_a_resumed_search_reads_the_measured_costs_again(shapes_dir: Path, tmp_p
     gpu = config_from_dict({**shapes_config(shapes_dir), "space": SPACE,
                             "search": {"resources_per_trial": {"cpu": 1, "gpu": 1}}})
     assert measured_costs(gpu, tmp_path, 72, 18) is None
+
+
+TAMPERED_COSTS = [
+    ("zero", '{"seconds_per_epoch": [{"backbone": "efficientnet_lite0", "image_size": 64, "seconds": 0}]}', "seconds"),
+    ("negative", '{"seconds_per_epoch": [{"backbone": "efficientnet_lite0", "image_size": 64, "seconds": -3}]}',
+     "seconds"),
+    ("nan", '{"seconds_per_epoch": [{"backbone": "efficientnet_lite0", "image_size": 64, "seconds": NaN}]}', "seconds"),
+    ("infinite", '{"seconds_per_epoch": [{"backbone": "efficientnet_lite0", "image_size": 64, "seconds": 1e999}]}',
+     "seconds"),
+    ("a-string", '{"seconds_per_epoch": [{"backbone": "efficientnet_lite0", "image_size": 64, "seconds": "9"}]}',
+     "seconds"),
+    ("a-bool-size", '{"seconds_per_epoch": [{"backbone": "efficientnet_lite0", "image_size": true, "seconds": 9}]}',
+     "image_size"),
+    ("rows-not-a-list", '{"seconds_per_epoch": 5}', "costs.json"),
+    ("no-key", '{"seconds": []}', "seconds_per_epoch"),
+    ("garbage", "\x00\x01 not json", "costs.json"),
+]
+
+
+@pytest.mark.parametrize("text, needle", [(t, n) for _, t, n in TAMPERED_COSTS], ids=[i for i, _, _ in TAMPERED_COSTS])
+def test_a_tampered_costs_file_is_measured_again_with_a_warning(text: str, needle: str, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """costs.json is read back on --resume: a value a probe never writes (0, negative, NaN, a string) must not
+    reach the cost ratios (a division by zero, NaN rungs inside Ray): it is ignored with one warning and measured
+    again."""
+    from autoft.search.costs import COSTS_FILE, stored_costs
+
+    (tmp_path / COSTS_FILE).write_text(text)
+    with caplog.at_level("WARNING", logger="autoft.search"):
+        assert stored_costs(tmp_path) is None
+    assert len(caplog.records) == 1 and "measuring the costs again" in caplog.records[0].message
+    assert COSTS_FILE in caplog.records[0].message and needle in caplog.records[0].message
+    assert stored_costs(tmp_path / "absent") is None  # no file: nothing to say
