@@ -35,10 +35,14 @@ __all__ = ["autoft_home", "remove_tree", "atomic_write", "atomic_write_bytes", "
 
 def autoft_home() -> Path:
     """Where autoft caches weights, data and datasets: $AUTOFT_HOME, else $XDG_CACHE_HOME/autoft, else ~/.cache/autoft."""
-    home = os.environ.get("AUTOFT_HOME")
-    if home:
-        return Path(home).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "autoft"
+    env = os.environ.get("AUTOFT_HOME")
+    home = Path(env).expanduser() if env else \
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "autoft"
+    existing = next((p for p in (home, *home.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():  # every cache write would fail on it, deep inside
+        what = "AUTOFT_HOME" if env else "autoft's cache folder (set AUTOFT_HOME to move it)"
+        raise AutoftError(f"{what} {home}: {existing} is a file, not a folder")
+    return home
 
 
 def _file_mode() -> int:

@@ -12,8 +12,10 @@ from PIL import Image
 CLI = [sys.executable, "-m", "autoft.cli"]
 
 
-def run(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "AUTOFT_DEBUG"}
+def run(*args: str, cwd: Path | None = None, timeout: float = 300,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``env``: variables set on top of this process's environment."""
+    env = {**{k: v for k, v in os.environ.items() if k != "AUTOFT_DEBUG"}, **(env or {})}
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 

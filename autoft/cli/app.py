@@ -1,6 +1,7 @@
 """The `autoft` command: parse, call the public API, print. Heavy modules are imported inside commands."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -106,8 +107,10 @@ def search(
 ) -> None:
     """Search hyperparameters: Optuna picks values, Ray Tune runs Paddle fine-tunes, the best is kept."""
     from autoft.config import load_config
+    from autoft._fs import autoft_home, check_writable
 
     started = time.time()
+    check_writable(autoft_home(), "AUTOFT_HOME")  # the data cache and weights are written there, --dry-run too
     if address is not None and not address.strip():
         raise AutoftError("--address '': give a Ray address (HEAD:6379, auto or ray://HEAD:10001), or leave the "
                           "flag out to start a local Ray")
@@ -325,6 +328,11 @@ def _quiet_libraries(debug: bool) -> None:
         warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 
+# An OSError with one of these on a named file is the machine's state (a read-only or full disk, a file where a
+# folder belongs), not a defect: one line, exit 2.
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST}
+
+
 def _usage_error_classes() -> tuple[type[BaseException], ...]:
     """The usage-error base classes of whichever click the installed typer parses with: typer >= 0.26 carries its
     own copy (``typer._click``), older ones use the ``click`` package; both are caught, so a release of either
@@ -377,6 +385,12 @@ def main(argv: list[str] | None = None) -> None:
         if debug or exc.name not in ("paddle", "paddlepaddle"):
             raise
         _err(PADDLE_MISSING)
+        sys.exit(2)
+    except OSError as exc:
+        if debug or exc.errno not in _ENVIRONMENT_ERRNOS or exc.filename is None:
+            raise
+        _err(f"{exc.filename}: cannot write there ({exc.strerror}); check AUTOFT_HOME, --results-dir and "
+             "train.checkpoint_dir")
         sys.exit(2)
     except KeyboardInterrupt:
         _err("interrupted")

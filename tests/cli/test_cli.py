@@ -245,3 +245,32 @@ def test_autoft_alone_prints_the_commands() -> None:
     out = run()
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
     assert "search" in out.stdout and "predict" in out.stdout
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    """A real read-only file system (a tmpfs mounted ro): root writes through chmod, not through EROFS."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here ({mounted.stderr.decode().strip()})")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("argv", [["search", "--dry-run"], ["search", "--trials", "1"]], ids=["dry-run", "search"])
+def test_a_home_that_is_a_file_is_one_line(argv: list[str], tmp_path: Path) -> None:
+    (tmp_path / "home").write_text("not a folder")
+    out = run(*argv, "--results-dir", str(tmp_path / "results"), cwd=tmp_path, env={"AUTOFT_HOME": str(tmp_path / "home")})
+    assert_one_line_exit_2(out, "is a file, not a folder", tmp_path / "results")
+
+
+@pytest.mark.parametrize("argv", [["search", "--dry-run"], ["search", "--trials", "1"],
+                                  ["predict", "--imagenet", "efficientnet_lite0", "x.png"]],
+                         ids=["dry-run", "search", "predict-imagenet"])
+def test_a_read_only_home_is_one_line(argv: list[str], read_only_folder: Path, tmp_path: Path) -> None:
+    image(tmp_path / "x.png")
+    out = run(*argv, *(["--results-dir", str(tmp_path / "results")] if argv[0] == "search" else []), cwd=tmp_path,
+              env={"AUTOFT_HOME": str(read_only_folder)})
+    assert_one_line_exit_2(out, str(read_only_folder), tmp_path / "results")
