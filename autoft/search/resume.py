@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from autoft.run.layout import RunDir
 from autoft.run.records import TrialStatus, read_trials
+from autoft.search.study_space import check_study_space
 
-__all__ = ["prepare_resume"]
+__all__ = ["check_resumed_space", "prepare_resume"]
+
+
+def check_resumed_space(run_dir: Path, storage: optuna.storages.BaseStorage, study_name: str,
+                        space: dict[str, Any], on_message: Callable[[str], None]) -> None:
+    """A config.yaml whose space was edited since the run began: a change the study's trials cannot be continued
+    with is refused naming the parameter; a compatible one (a moved range, a parameter added or dropped) is said."""
+    run = RunDir(Path(run_dir))
+    for note in check_study_space(storage, study_name, space, f"--resume {run.path}: {run.config_file.name}",
+                                  "put the space back as it was, or start a new run with this config"):
+        on_message(f"resume: {note} (Optuna goes on with the edited space)")
 
 
 def prepare_resume(run_dir: Path, storage: optuna.storages.BaseStorage, study_name: str, epochs: int) -> int:
