@@ -25,7 +25,7 @@ from autoft.config.rules import check_run_name
 from autoft.run.layout import RunDir
 from autoft.run.storage import (StudyRef, check_study_name, open_storage, read_study, recorded_url,
                                  shown_url, write_study)
-from autoft.search.resume import prepare_resume
+from autoft.search.resume import check_resumed_space, prepare_resume
 from autoft.search.progress import Progress
 from autoft.search.trial import load_trial_data
 
@@ -146,6 +146,8 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
     storage = open_storage(run_dir, url) if resume is not None or url else None
     if resume is None and storage is not None:
         _refuse_taken_study(storage, ref, url or "", joining=study is not None)
+    if resume is not None:  # before the data is decoded: an edited space that cannot go on changes nothing
+        check_resumed_space(run_dir, storage, ref.name, cfg.space.to_optuna(), message)
     if address:
         from autoft.search.tuner import check_address
 
