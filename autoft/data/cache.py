@@ -29,7 +29,7 @@ from autoft._fs import autoft_home, make_tmp_dir, recover_dir, swap_dir
 __all__ = ["PREPROCESS_VERSION", "MAX_UNREADABLE_FRACTION", "autoft_home", "default_cache_dir", "fingerprint",
            "load_or_build", "load_or_build_sizes"]
 
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: bit depth from the file, EXIF orientation and transparency as predict reads them
 MAX_UNREADABLE_FRACTION = 0.05
 _CHUNK = 256
 _META = "meta.json"

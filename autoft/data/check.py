@@ -8,7 +8,6 @@ DataError by `CheckReport.raise_for_errors()` (opening an unusable source raises
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -18,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from autoft.data.cache import MAX_UNREADABLE_FRACTION
 from autoft.data.catalog import CATALOG
 from autoft.data.loader import open_source
 from autoft.data.registry import get_source
 from autoft.data.source import ArrayDecoder, Source, SplitName
+from autoft.data.transforms import read_image, stored_size
 from autoft.errors import DataError
 
 if TYPE_CHECKING:
@@ -117,14 +116,16 @@ def _inspect_array(name: str, label: int, pixels: np.ndarray) -> _Item:
 
 
 def _inspect_file(path: Path, label: int) -> _Item:
+    """The file's hash and shorter side, or why training cannot use it: decoded through the one reader training and
+    predict use (autoft.data.transforms), so the check and training agree on what is readable."""
     try:
         data = Path(path).read_bytes()
-        with Image.open(io.BytesIO(data)) as img:
-            min_side = min(img.size)
-            img.draft("RGB", (64, 64))  # JPEG: decode at reduced scale, still reading every byte
-            img.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        return _Item(str(path), label, error=f"{type(exc).__name__}: {exc}")
+        min_side = min(stored_size(path))
+        read_image(path, 16)  # a full decode (a JPEG at its draft scale): damage past the header shows here
+    except OSError as exc:
+        return _Item(str(path), label, error=f"cannot read ({exc.strerror or type(exc).__name__})")
+    except DataError as exc:
+        return _Item(str(path), label, error=str(exc).removeprefix(f"{path}: "))
     return _Item(str(path), label, hashlib.sha256(data).hexdigest(), min_side)
 
 

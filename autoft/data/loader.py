@@ -17,6 +17,7 @@ from autoft.data.lists import is_list_folder, load_lists
 from autoft.data.registry import get_source
 from autoft.data.source import ArrayDecoder, RawSplit, Source, SplitName
 from autoft.data.splitting import cap_per_class, stratified_split
+from autoft.data.transforms import stored_size
 from autoft.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -87,8 +88,6 @@ def survey_images(*, dataset: str | None, path: str | None, val_split: float = 0
 
 
 def _native_size(source: Source, sample: int) -> int | None:
-    from PIL import Image
-
     if isinstance(source.decode, ArrayDecoder):  # indices into one raw array: its shape says it
         return int(min(source.decode.images().shape[1:3]))
     items = source.splits[SplitName.TRAIN].items
@@ -98,9 +97,8 @@ def _native_size(source: Source, sample: int) -> int | None:
             sides.append(min(item.shape[:2]))
         elif isinstance(item, (str, Path)):
             try:
-                with Image.open(item) as image:
-                    sides.append(min(image.size))
-            except (OSError, ValueError, TypeError):
+                sides.append(min(stored_size(item)))
+            except DataError:  # unreadable (a decompression bomb too): the cache build reports it, once
                 continue
     return int(np.median(sides)) if sides else None
 

@@ -15,10 +15,11 @@ from PIL import Image
 
 from autoft.data import transforms
 
-__all__ = ["SplitName", "RawSplit", "Source", "IMAGE_EXTENSIONS", "is_image_file", "decode_file",
-           "decode_file_sizes", "hash_files", "ArrayDecoder"]
+__all__ = ["SplitName", "RawSplit", "Source", "IMAGE_EXTENSIONS", "is_hidden", "is_image_name", "is_image_file",
+           "decode_file", "decode_file_sizes", "hash_files", "ArrayDecoder"]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif"})
+# The one set of image suffixes (matched case-blind) that training and predict take from a folder.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 
 
 class SplitName(str, Enum):
@@ -65,8 +66,20 @@ class Source:
         return self.decode_sizes(item, sizes)
 
 
+def is_hidden(name: str) -> bool:
+    """A name starting with "." — dot files and folders, and the macOS resource forks "._photo.jpg" beside copied
+    photos, which carry an image suffix but hold no image — is skipped wherever a folder is walked."""
+    return name.startswith(".")
+
+
+def is_image_name(name: str) -> bool:
+    """An image suffix (IMAGE_EXTENSIONS), hidden or not."""
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
 def is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    """A name that a folder walk reads as an image: an image suffix and not hidden."""
+    return is_image_name(path.name) and not is_hidden(path.name)
 
 
 def decode_file(path: Path, image_size: int) -> np.ndarray:

@@ -1,48 +1,151 @@
-"""Image decoding and preprocessing (PIL → uint8 RGB), normalisation and batch augmentation (numpy)."""
+"""Image files → the model's uint8 input, one path for training, its caches and predict; normalisation and batch
+augmentation (numpy).
+
+``read_images`` is that path, in this order: the file is opened only if it is a regular file (a FIFO or a device
+named x.png would block the reader forever) and refused from its header if it claims more pixels than PIL allows
+(``Image.MAX_IMAGE_PIXELS`` x 2: a decompression bomb); a JPEG is decoded at the smallest draft scale that still
+covers the size; the EXIF orientation is applied; the pixels become 8-bit RGB (transparency on white; wide samples
+scaled by the bit depth the file declares, never by their values: ``_white_level``); the shorter side is resized
+to ``size / crop_ratio`` (bilinear) and the centre ``size`` x ``size`` kept. Any failure is one DataError per
+file.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from autoft.errors import DataError
 
-__all__ = ["preprocess_image", "read_image", "read_images", "normalize", "augment"]
+__all__ = ["preprocess_image", "read_image", "read_images", "open_image", "stored_size", "normalize", "augment"]
 
 _WHITE = (255, 255, 255)
+_ALPHA_MODES = ("RGBA", "LA", "La", "RGBa", "PA")
+_TIFF_BITS_PER_SAMPLE, _TIFF_SAMPLE_FORMAT, _TIFF_SIGNED = 258, 339, 2
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def _not_regular(path: Path, mode: int) -> DataError:
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+    return DataError(f"{path}: not a regular file ({kind}); only regular image files are read, so it was not opened")
+
+
+def _open_regular_file(path: str | Path) -> IO[bytes]:
+    """``path`` opened for reading; anything but a regular file is refused unopened (opening a FIFO blocks until
+    a writer comes, forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise _not_regular(Path(path), mode)
+    try:  # O_NONBLOCK: if it became a FIFO since the stat, open returns at once and fstat refuses it
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(Path(path), mode)
+    # A file object, not the path: PIL then never memory-maps the file, and its memory-mapped TIFF reader lays
+    # out the pixels of an EXIF-rotated uncompressed greyscale TIFF wrongly.
+    return os.fdopen(fd, "rb")
+
+
+@contextmanager
+def open_image(path: str | Path) -> Iterator[Image.Image]:
+    """The image at ``path``, its header read, its pixels not yet; whatever goes wrong while the block uses it
+    (a damaged file makes PIL plugins raise OSError, SyntaxError, struct.error, IndexError…; a decompression bomb
+    raises DecompressionBombError) becomes one DataError naming the file."""
+    with _open_regular_file(path) as f:
+        try:
+            with Image.open(f) as img:
+                yield img
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every one of them means "cannot use this file"
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"{path}: not a readable image ({reason})") from exc
+
+
+def stored_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the file's header, nothing decoded; DataError as ``open_image``."""
+    with open_image(path) as img:
+        return img.size
+
+
+def _white_level(img: Image.Image) -> float:
+    """The sample value that means white in a wide-sample image (modes I;16*, I, F), from its mode and the bit depth
+    its file declares, never from its pixels: F 1.0 (float images hold 0..1); a TIFF 2**bits - 1 by its
+    BitsPerSample (12-bit TIFFs are read as I;16 holding 0..4095), 2**(bits-1) - 1 when its SampleFormat says
+    signed; I;16* 65535; I from a PNG 65535 too (PNG has no deeper samples; older Pillow reads 16-bit greyscale PNG
+    as I); any other I the mode's own int32 range, 2**31 - 1."""
+    if img.mode == "F":
+        return 1.0
+    bits, signed = (16, False) if img.mode.startswith("I;16") or img.format == "PNG" else (32, True)
+    if img.format == "TIFF":
+        tags = img.tag_v2
+        bits = _first(tags.get(_TIFF_BITS_PER_SAMPLE), bits)
+        signed = _first(tags.get(_TIFF_SAMPLE_FORMAT), _TIFF_SIGNED if signed else 1) == _TIFF_SIGNED
+    return float(2 ** (bits - signed) - 1)
+
+
+def _first(value: object, default: int) -> int:
+    # a TIFF tag holds one value per band, and a wide-sample image has one band
+    if isinstance(value, tuple):
+        value = value[0] if value else None
+    return default if value is None else int(value)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode → RGB; transparency is composited on white, 16/32-bit and float scaled to 0..255."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA") or (img.mode == "P" and "transparency" in img.info):
+    """An 8-bit-sample image → RGB. Transparency (an alpha band, or a palette's / PNG's transparent colour) is
+    composited on white; CMYK, YCbCr, greyscale and bilevel convert as PIL converts them. 16-bit colour PNGs
+    arrive here as RGB/RGBA already: PIL's decoder keeps each sample's high byte (v >> 8)."""
+    if img.mode in _ALPHA_MODES or ("transparency" in img.info and img.mode in ("P", "L", "RGB")):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, _WHITE + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _wide_to_rgb(img: Image.Image, white: float) -> Image.Image:
+    """Wide samples (modes I;16*, I, F) → RGB grey: round(v * 255 / white), clipped to 0..255."""
+    arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=white, neginf=0.0)
+    # dividing by white / 255 (exactly 257.0 for 16 bits) keeps the 16-bit rule exactly round(v / 257)
+    grey = np.rint(np.clip(arr, 0.0, white) / (white / 255.0)).astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
+
+
+def _upright_rgb(img: Image.Image) -> Image.Image:
     if img.mode.startswith("I") or img.mode == "F":
-        return Image.fromarray(_wide_to_uint8(np.asarray(img)), "L").convert("RGB")
-    return img.convert("RGB")
+        white = _white_level(img)  # first: the transposed copy keeps the pixels, not the file's format and tags
+        return _wide_to_rgb(ImageOps.exif_transpose(img), white)
+    return _to_rgb(ImageOps.exif_transpose(img))
 
 
-def _wide_to_uint8(arr: np.ndarray) -> np.ndarray:
-    # 16-bit files (mode I;16*, or I holding 0..65535) map by /257; data already within 0..255 is kept.
-    arr = arr.astype(np.float64)
-    if arr.max(initial=0) > 255:
-        arr = arr / 257.0
-    return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-
-
-def preprocess_image(img: Image.Image, image_size: int) -> np.ndarray:
-    """Convert to RGB, resize the shorter side to `image_size` (bilinear), centre-crop → uint8 [S, S, 3]."""
+def _check_crop(image_size: int, crop_ratio: float) -> int:
+    """The side the shorter side is resized to before the centre crop."""
     if image_size < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size}")
-    img = _to_rgb(img)
+    if not 0 < crop_ratio <= 1:
+        raise ValueError(f"crop_ratio must be in (0, 1], got {crop_ratio}")
+    return max(image_size, round(image_size / crop_ratio))
+
+
+def _resize_crop(img: Image.Image, image_size: int, crop_ratio: float) -> np.ndarray:
+    side = _check_crop(image_size, crop_ratio)
     width, height = img.size
-    scale = image_size / min(width, height)
-    new_w, new_h = max(image_size, round(width * scale)), max(image_size, round(height * scale))
+    scale = side / min(width, height)
+    new_w, new_h = max(side, round(width * scale)), max(side, round(height * scale))
     if (new_w, new_h) != (width, height):
         img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
     left, top = (new_w - image_size) // 2, (new_h - image_size) // 2
@@ -50,46 +153,50 @@ def preprocess_image(img: Image.Image, image_size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
-def read_image(path: str | Path, image_size: int) -> np.ndarray:
-    """Open an image file and preprocess it; DataError if it is not a readable image."""
-    return read_images(path, (image_size,))[0]
+def preprocess_image(img: Image.Image, image_size: int, crop_ratio: float = 1.0) -> np.ndarray:
+    """A PIL image → uint8 [S, S, 3]: EXIF orientation, 8-bit RGB, the shorter side resized to
+    ``image_size / crop_ratio`` (bilinear), the centre ``image_size`` square kept. ``crop_ratio`` 1 keeps the
+    whole shorter side; ImageNet evaluation uses 224 / 256."""
+    return _resize_crop(_upright_rgb(img), image_size, crop_ratio)
 
 
-def read_images(path: str | Path, sizes: Sequence[int]) -> list[np.ndarray]:
-    """Decode an image file and preprocess it at each of ``sizes`` (one array per size, in that order), decoding it
-    once for all of them — a JPEG once per draft scale its sizes need, so that each array is exactly what
-    ``read_image`` gives at that size; DataError if it is not a readable image."""
-    try:
-        unique = sorted(set(sizes))
-        if len(unique) == 1:  # read_image: one decode, no need to look at the file first
-            groups = [unique]
-        else:
-            with Image.open(path) as img:
-                groups = _draft_groups(img, unique)
-        out: dict[int, np.ndarray] = {}
-        for group in groups:
-            with Image.open(path) as img:
-                # JPEG can decode at 1/2..1/8 scale directly: much faster for photos far larger than S.
-                img.draft("RGB", (max(group), max(group)))
-                img = _to_rgb(ImageOps.exif_transpose(img))
-                out.update((size, preprocess_image(img, size)) for size in group)
-        return [out[size] for size in sizes]
-    # A damaged file can make a PIL plugin raise almost anything (OSError, SyntaxError, struct.error,
-    # IndexError, DecompressionBombError…); every one of them means "cannot use this file".
-    except Exception as exc:  # noqa: BLE001
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: not a readable image ({reason})") from exc
+def read_image(path: str | Path, image_size: int, crop_ratio: float = 1.0) -> np.ndarray:
+    """The model's input from an image file (the module docstring says what is done); DataError if it is not a
+    readable image file."""
+    return read_images(path, (image_size,), crop_ratio)[0]
 
 
-def _draft_groups(img: Image.Image, sizes: Sequence[int]) -> list[list[int]]:
-    """``sizes`` (distinct, ascending) grouped by the scale a JPEG's draft mode decodes them at (Pillow: the largest
-    of 1/8, 1/4, 1/2, 1 that keeps both sides >= the size); one group for other formats."""
+def read_images(path: str | Path, sizes: Sequence[int], crop_ratio: float = 1.0) -> list[np.ndarray]:
+    """An image file preprocessed at each of ``sizes`` (one array per size, in that order), decoding it once for all
+    of them — a JPEG once per draft scale its sizes need, so that each array is exactly what ``read_image`` gives
+    at that size; DataError if it is not a readable image file."""
+    sides = {size: _check_crop(size, crop_ratio) for size in sizes}
+    unique = sorted(set(sizes))
+    if len(unique) == 1:  # read_image: one decode, no need to look at the file first
+        groups = [unique]
+    else:
+        with open_image(path) as img:
+            groups = _draft_groups(img, unique, sides)
+    out: dict[int, np.ndarray] = {}
+    for group in groups:
+        with open_image(path) as img:
+            # JPEG can decode at 1/2..1/8 scale directly: much faster for photos far larger than S.
+            side = max(sides[size] for size in group)
+            img.draft("RGB", (side, side))
+            upright = _upright_rgb(img)
+            out.update((size, _resize_crop(upright, size, crop_ratio)) for size in group)
+    return [out[size] for size in sizes]
+
+
+def _draft_groups(img: Image.Image, sizes: Sequence[int], sides: dict[int, int]) -> list[list[int]]:
+    """``sizes`` (distinct, ascending) grouped by the scale a JPEG's draft mode decodes their resize ``sides`` at
+    (Pillow: the largest of 1/8, 1/4, 1/2, 1 that keeps both sides >= the side); one group for other formats."""
     if img.format != "JPEG":
         return [list(sizes)]
     width, height = img.size
     groups: dict[int, list[int]] = {}
     for size in sizes:
-        fits = min(width // max(1, size), height // max(1, size))
+        fits = min(width // sides[size], height // sides[size])
         groups.setdefault(next((k for k in (8, 4, 2) if fits >= k), 1), []).append(size)
     return list(groups.values())
 

@@ -5,18 +5,21 @@ may be a folder of links to image files. A link to the folder itself or to one a
 adds no image that is not already walked, yet following it would walk the tree again under the wrong class
 (dog images counted as cat) until the OS gives up, so it is skipped with a warning naming the link.
 Folders are told apart by (st_dev, st_ino), so a bind mount or a second path to the same folder is caught.
+Hidden entries (``source.is_hidden``: names starting with ".", macOS "._*" resource forks included) are never
+walked or read; ``hidden_images`` counts the image-named ones, for a caller that says what it skipped.
 """
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoft.data.source import is_image_file
+from autoft.data.source import is_hidden, is_image_file, is_image_name
 from autoft.errors import DataError
 
-__all__ = ["Folder", "start", "subfolders", "image_files", "walk"]
+__all__ = ["Folder", "start", "subfolders", "image_names", "image_files", "hidden_images", "walk"]
 
 log = logging.getLogger("autoft.data")
 
@@ -53,13 +56,21 @@ def subfolders(folder: Folder) -> list[Folder]:
     return found
 
 
+def _image_entries(folder: Folder) -> list[os.DirEntry]:
+    return [e for e in _entries(folder.path) if is_image_file(Path(e.path)) and not _is_dir(e)]
+
+
+def image_names(folder: Folder) -> list[Path]:
+    """Every visible entry of `folder` with an image name that is not a folder, whatever it is (a FIFO or a
+    dangling symlink included, for a caller that reports them one by one), sorted by name."""
+    return [Path(e.path) for e in _image_entries(folder)]
+
+
 def image_files(folder: Folder) -> list[Path]:
     """Image files directly in `folder` (symlinks to image files included), sorted by name."""
     found = []
-    for entry in _entries(folder.path):
+    for entry in _image_entries(folder):
         path = Path(entry.path)
-        if not is_image_file(path):
-            continue
         if entry.is_symlink() and not path.exists():
             raise DataError(f"{path}: image symlink points to {os.readlink(path)}, which does not exist")
         if entry.is_file():  # a FIFO or a device named x.png is skipped: reading it could hang
@@ -67,18 +78,30 @@ def image_files(folder: Folder) -> list[Path]:
     return found
 
 
-def walk(folder: Folder) -> list[tuple[Folder, list[Path]]]:
-    """(folder, its image files) for `folder` and every folder below it, depth first, by name."""
-    found = [(folder, image_files(folder))]
+def hidden_images(folder: Folder) -> int:
+    """How many hidden entries of `folder` have an image name (not counting folders): what a walk skipped there."""
+    return sum(1 for e in _scan(folder.path) if is_hidden(e.name) and is_image_name(e.name) and not _is_dir(e))
+
+
+Files = Callable[[Folder], list[Path]]
+
+
+def walk(folder: Folder, files: Files = image_files) -> list[tuple[Folder, list[Path]]]:
+    """(folder, ``files(folder)``) for `folder` and every folder below it, depth first, by name."""
+    found = [(folder, files(folder))]
     for sub in subfolders(folder):
-        found.extend(walk(sub))
+        found.extend(walk(sub, files))
     return found
 
 
 def _entries(folder: Path) -> list[os.DirEntry]:
+    return [e for e in _scan(folder) if not is_hidden(e.name)]
+
+
+def _scan(folder: Path) -> list[os.DirEntry]:
     try:
         with os.scandir(folder) as it:
-            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+            return sorted(it, key=lambda e: e.name)
     except OSError as exc:
         raise DataError(f"{folder}: cannot read the folder ({exc.strerror or exc})") from None
 

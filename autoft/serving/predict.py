@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
+from autoft.data import walk
+from autoft.data.transforms import read_image
 from autoft.run.bundle import META_FILE, WEIGHTS_FILE, Bundle, BundleMeta, BundleReplaced, check_weights_fit, is_bundle, \
     load_bundle
 from autoft.errors import BundleError, DataError
@@ -18,9 +19,7 @@ from autoft.serving.engine import INFERENCE_DIR, TOLERANCE, InferenceRunner, cac
 
 log = logging.getLogger("autoft.serving.predict")
 
-__all__ = ["Prediction", "Predictor", "expand_inputs", "IMAGE_SUFFIXES"]
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+__all__ = ["Prediction", "Predictor", "Inputs", "find_inputs"]
 
 
 @dataclass(frozen=True)
@@ -38,48 +37,30 @@ class Prediction:
                 "top": [{"label": label, "probability": round(p, 6)} for label, p in self.top]}
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders become their entries with an image suffix (recursive, sorted). An entry that is not
-    a regular file (a FIFO, a socket, a dangling link) is kept, so that predict reports it instead of skipping it."""
+@dataclass(frozen=True)
+class Inputs:
+    """The files to predict, and how many hidden image-named files the folders among the inputs held (skipped)."""
+
+    paths: list[Path]
+    hidden: int = 0
+
+
+def find_inputs(inputs: Iterable[str | Path]) -> Inputs:
+    """Files as given; a folder becomes the files a training walk would take from it (``autoft.data.walk``: image
+    suffixes, recursive, symlinks followed but not loops, hidden files and folders skipped), sorted. An entry with
+    an image name that is not a regular file (a FIFO, a socket, a dangling link) is kept, so that predict reports
+    it instead of skipping it."""
     out: list[Path] = []
+    hidden = 0
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
-        else:
+        if not path.is_dir():
             out.append(path)
-    return out
-
-
-_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
-          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
-
-
-def _not_regular(path: Path, mode: int) -> DataError:
-    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-    return DataError(f"{path}: not a regular file ({kind}); only regular image files are read, so it was not opened")
-
-
-def _open_image_file(path: Path) -> IO[bytes]:
-    """``path`` opened for reading; anything but a regular file is refused unopened (opening a FIFO blocks until
-    a writer comes, forever)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(mode):
-        raise _not_regular(path, mode)
-    try:  # O_NONBLOCK: if it became a FIFO since the stat, open returns at once and fstat refuses it
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise _not_regular(path, mode)
-    return os.fdopen(fd, "rb")
+            continue
+        found = walk.walk(walk.start(path), files=walk.image_names)
+        out += sorted(p for _, files in found for p in files)
+        hidden += sum(walk.hidden_images(folder) for folder, _ in found)
+    return Inputs(out, hidden)
 
 
 def _resolve_bundle(path: Path) -> Path:
@@ -161,19 +142,9 @@ class Predictor:
         return model
 
     def _load(self, path: Path) -> np.ndarray:
-        from PIL import Image
-
-        from autoft.data import preprocess_image
-
-        try:
-            with _open_image_file(path) as f, Image.open(f) as img:
-                img.load()
-                size = self.meta.image_size
-                big = preprocess_image(img, round(size / self.crop_ratio))
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise DataError(f"{path}: not a readable image ({type(exc).__name__})") from None
-        off = (big.shape[0] - size) // 2
-        return big[off:off + size, off:off + size]
+        """The model's input from an image file: the one preprocessing training uses (``read_image``), with this
+        predictor's crop ratio."""
+        return read_image(path, self.meta.image_size, self.crop_ratio)
 
     def normalize(self, batch: np.ndarray) -> np.ndarray:
         """uint8 NHWC images → the model's float32 input."""

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from autoft.config import config_from_dict
-from autoft.serving.predict import Predictor, expand_inputs
+from autoft.serving.predict import Predictor, find_inputs
 from autoft.run.records import TrialStatus
 from autoft.search.run import search
 
@@ -72,7 +72,7 @@ def test_best_bundle_holds_everything_predict_needs(finished_run, shapes_dir: Pa
     assert meta["image_size"] == 32 and meta["num_classes"] == 3
     assert meta["metrics"]["val_acc"] == pytest.approx(outcome.leaderboard.best.best["val_acc"])
     assert (best / "model.safetensors").stat().st_size > 1_000_000
-    paths = expand_inputs([shapes_dir])
+    paths = find_inputs([shapes_dir]).paths
     preds = Predictor(best).predict(paths, top_k=2)
     right = sum(p.label == Path(p.path).parent.name for p in preds)
     assert right / len(preds) >= 0.7, f"{right}/{len(preds)} right (chance is 1/3)"

@@ -13,7 +13,7 @@ from autoft.run.bundle import BundleMeta, save_bundle
 from autoft.errors import BundleError, ConfigError
 from autoft.serving.engine import is_exported
 from autoft.serving.export import export_bundle
-from autoft.serving.predict import Predictor, expand_inputs
+from autoft.serving.predict import Predictor, find_inputs
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_paddle_export_predicts_like_the_bundle(bundle: Path, shapes_dir: Path) 
     assert result.path == bundle / "inference" and is_exported(result.path)
     assert {p.name for p in result.files} >= {"bundle.json", "inference.pdiparams"}
     assert result.max_abs_diff <= 1e-4
-    images = expand_inputs([shapes_dir])[:12]
+    images = find_inputs([shapes_dir]).paths[:12]
     exported = Predictor(result.path)
     assert exported.meta.class_names == ("blue", "green", "red")
     np.testing.assert_allclose(_probabilities(exported, images), _probabilities(Predictor(bundle), images), atol=1e-5)
