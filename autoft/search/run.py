@@ -64,10 +64,14 @@ def _refuse_used(run_dir: Path) -> None:
 
 
 def _claim_run_dir(run_dir: Path) -> tuple[RunLock, bool]:
-    """Create (or take the empty) run folder and lock it; a second search with the same name is refused."""
-    created = not run_dir.exists()
+    """Create (or take the empty) run folder and lock it; a second search with the same name is refused. True:
+    this call made the folder (so a failure before the first trial removes it again: only that one)."""
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()  # exist_ok=False: of two searches making it at once, only one made it
+        created = True
+    except FileExistsError:
+        created = False
     except OSError as exc:
         raise AutoftError(f"--results-dir {run_dir.parent}: cannot create {run_dir.name} ({exc.strerror})") from None
     lock = RunLock(run_dir, f"--name {run_dir.name}")
@@ -131,7 +135,8 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
         cfg = load_run_config(run_dir)
         recorded = read_study(RunDir(run_dir), cfg.name)
         url = storage_url or recorded.url
-        ref = StudyRef(url=recorded_url(url) if url else None, name=recorded.name)
+        ref = StudyRef(url=recorded_url(url) if url else None, name=recorded.name,
+                       sampler_seed=recorded.sampler_seed)
     else:
         if cfg is None:
             raise ConfigError("search: give a config or --resume RUN_DIR")
@@ -143,9 +148,9 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
                        name=check_study_name("--study", study) if study is not None else run_dir.name)
     check_writable(autoft_home(), "AUTOFT_HOME")
     # a resumed or shared study is opened before the data is decoded: a bad one fails fast, before anything is written
-    storage = open_storage(run_dir, url) if resume is not None or url else None
+    storage = open_storage(run_dir, url, write=True) if resume is not None or url else None
     if resume is None and storage is not None:
-        _refuse_taken_study(storage, ref, url or "", joining=study is not None)
+        _refuse_taken_study(storage, ref, url or "", cfg, message, joining=study is not None)
     if resume is not None:  # before the data is decoded: an edited space that cannot go on changes nothing
         check_resumed_space(run_dir, storage, ref.name, cfg.space.to_optuna(), message)
     if address:
@@ -174,54 +179,98 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
         else:
             lock, created = _claim_run_dir(run_dir)
         with lock:
-            return _search_locked(cfg, run_dir, data, storage, ref, created=created, resuming=resume is not None,
-                                  ray_session=ray_session, storage_url=url, on_progress=on_progress,
-                                  on_message=message, evaluate_test=evaluate_test)
+            try:
+                return _search_locked(cfg, run_dir, data, storage, ref, resuming=resume is not None,
+                                      joining=study is not None, ray_session=ray_session, storage_url=url,
+                                      on_progress=on_progress, on_message=message, evaluate_test=evaluate_test)
+            except BaseException:
+                if resume is None:
+                    _undo_new_run(run_dir, created)
+                raise
     finally:
         ray_session.close()
 
 
-def _refuse_taken_study(storage: Any, ref: StudyRef, url: str, *, joining: bool) -> None:
-    """Two runs never share a study by accident: joining one that exists is ``--study NAME``."""
-    if joining:
+def _undo_new_run(run_dir: Path, created: bool) -> None:
+    """A new run refused (or stopped) before its first trial leaves its folder as the search found it: gone when
+    the search made it, else empty again (``_claim_run_dir`` took it empty)."""
+    trials = RunDir(run_dir).trials
+    if trials.is_dir() and any(trials.iterdir()):
         return
-    if any(s.study_name == ref.name for s in storage.get_all_studies()):
-        raise ConfigError(f"--storage {shown_url(url)}: it already holds a study named {ref.name!r}; pass "
-                          f"--study {ref.name} to add this run's trials to it, or --name to start another")
+    if created:
+        remove_tree(run_dir)
+        return
+    for child in run_dir.iterdir():
+        if child.name != LOCK_FILE:
+            remove_tree(child)
 
 
-def _open_study(cfg: RunConfig, run_dir: Path, storage: Any, ref: StudyRef, url: str | None, created: bool,
-                resuming: bool) -> Any:
-    """config.yaml, study.json, trials/ and the storage; a new run folder is removed again if its storage cannot be
-    opened."""
+def _refuse_taken_study(storage: Any, ref: StudyRef, url: str, cfg: RunConfig, message: Callable[[str], None], *,
+                        joining: bool) -> None:
+    """Two runs never share a study by accident: joining one that exists is ``--study NAME``, and its space must be
+    one the study's trials can go on with (Optuna would fail at the first trial that draws a changed parameter)."""
+    from autoft.search.study_space import check_study_space
+
+    if not joining:
+        if any(s.study_name == ref.name for s in storage.get_all_studies()):
+            raise _taken(ref, url)
+        return
+    for note in check_study_space(storage, ref.name, cfg.space.to_optuna(), f"--study {ref.name}",
+                                  "search it as the study does, or join another --study"):
+        message(f"--study {ref.name}: {note} (Optuna goes on with this run's space)")
+
+
+def _taken(ref: StudyRef, url: str | None) -> ConfigError:
+    return ConfigError(f"--storage {shown_url(url or '')}: it already holds a study named {ref.name!r}; pass "
+                       f"--study {ref.name} to add this run's trials to it, or --name to start another")
+
+
+def _open_study(cfg: RunConfig, run_dir: Path, storage: Any, ref: StudyRef, url: str | None, *, resuming: bool,
+                joining: bool, on_message: Callable[[str], None]) -> tuple[Any, StudyRef]:
+    """trials/, the storage, the study (created here, or joined: autoft.search.searcher.joined_seed), config.yaml
+    and study.json."""
     run = RunDir(run_dir)
-    try:
-        run.trials.mkdir(exist_ok=True)
-        if not resuming:
-            atomic_write_text(run.config_file, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-        if not resuming or read_study(run, cfg.name) != ref:
-            write_study(run, ref)  # where the study lives, without the password (autoft.run.storage)
-        storage = storage if storage is not None else open_storage(run_dir, url)
-        _enqueue_first(cfg, storage, ref.name, resuming)
-        return storage
-    except BaseException:
-        if created:
-            remove_tree(run_dir)
-        raise
+    run.trials.mkdir(exist_ok=True)
+    storage = storage if storage is not None else open_storage(run_dir, url, write=True)
+    if not resuming:
+        ref = _create_or_join(storage, ref, run_dir, cfg, url, joining, on_message)
+        atomic_write_text(run.config_file, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    if not resuming or read_study(run, cfg.name) != ref:
+        write_study(run, ref)  # where the study lives, without the password (autoft.run.storage)
+    _enqueue_first(cfg, storage, ref.name, resuming)
+    return storage, ref
 
 
-def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, ref: StudyRef, *, created: bool,
-                   resuming: bool, ray_session: Any, storage_url: str | None,
+def _create_or_join(storage: Any, ref: StudyRef, run_dir: Path, cfg: RunConfig, url: str | None, joining: bool,
+                    on_message: Callable[[str], None]) -> StudyRef:
+    """The one driver that creates the study samples with search.seed; a driver that finds it made (``--study``)
+    gets a seed of its own, kept in study.json: with the same seed it would propose the other drivers' points."""
+    from autoft.run.storage import create_or_join_study
+    from autoft.search.searcher import joined_seed
+
+    if create_or_join_study(storage, ref.name):
+        return ref
+    if not joining:  # another run of this name made it since _refuse_taken_study looked
+        raise _taken(ref, url)
+    ref = dataclasses.replace(ref, sampler_seed=joined_seed(cfg.search.seed, run_dir))
+    on_message(f"--study {ref.name}: joined a study other runs draw in; this run's sampler starts from seed "
+               f"{ref.sampler_seed} (kept in study.json), so its points differ from theirs")
+    return ref
+
+
+def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, ref: StudyRef, *, resuming: bool,
+                   joining: bool, ray_session: Any, storage_url: str | None,
                    on_progress: Callable[[Progress], None] | None, on_message: Callable[[str], None],
                    evaluate_test: bool) -> SearchOutcome:
     from autoft.search.budget import Budget
     from autoft.search.costs import measured_costs
     from autoft.search.recorder import Recorder
     from autoft.search.schedulers import make_scheduler
-    from autoft.search.searcher import make_searcher
+    from autoft.search.searcher import make_searcher, sampler_seed
     from autoft.search.tuner import run_tuner
 
-    storage = _open_study(cfg, run_dir, storage, ref, storage_url, created, resuming)
+    storage, ref = _open_study(cfg, run_dir, storage, ref, storage_url, resuming=resuming, joining=joining,
+                               on_message=on_message)
     counted = prepare_resume(run_dir, storage, ref.name, cfg.train.epochs) if resuming else 0
     remaining = cfg.search.trials - counted
     budget = Budget()
@@ -230,7 +279,7 @@ def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, ref: 
         ray_session.start()
         started = time.time()  # the budget counts from when trials can start
         budget = Budget.starting(started, cfg.search.time_budget)
-        seed = cfg.search.seed + counted  # the same seed on resume would repeat the first configs
+        seed = sampler_seed(cfg, ref, counted)
         searcher = make_searcher(cfg, storage, ref.name, seed, budget)
         recorder = Recorder(run_dir, cfg, searcher, on_progress, started)
         # a searched backbone or image size: each combination's epoch is timed once, before the trials

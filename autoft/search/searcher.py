@@ -2,7 +2,10 @@
 PBT population (``search.scheduler: pbt``, see search.pbt). Both stop asking once the time budget is spent."""
 from __future__ import annotations
 
+import hashlib
+import socket
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -10,12 +13,14 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from autoft.config import RunConfig
+from autoft.config.rules import SEEDS
 from autoft.config.schema import Scheduler
+from autoft.run.storage import StudyRef
 from autoft.search.budget import Budget
 from autoft.search.pbt import PbtSearcher
 from autoft.search.samplers import make_sampler
 
-__all__ = ["StudySearch", "make_searcher"]
+__all__ = ["StudySearch", "make_searcher", "joined_seed", "sampler_seed"]
 
 
 class StudySearch(OptunaSearch):
@@ -72,3 +77,17 @@ def make_searcher(cfg: RunConfig, storage: optuna.storages.BaseStorage, study_na
     if Scheduler(cfg.search.scheduler) is Scheduler.PBT:  # members change params while they run
         return PbtSearcher(cfg, storage, study_name, seed, budget)
     return StudySearch(cfg, storage, study_name, seed, budget)
+
+
+def joined_seed(seed: int, run_dir: Path) -> int:
+    """The sampler seed of a run that joins a study other drivers draw in: ``search.seed`` mixed with the run's
+    identity (this machine and the run folder), so that drivers with one config propose different start-up points
+    and the same command on the same machine proposes the same ones."""
+    identity = f"{seed}\0{socket.gethostname()}\0{Path(run_dir).resolve()}"
+    return int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "big") % SEEDS
+
+
+def sampler_seed(cfg: RunConfig, ref: StudyRef, counted: int) -> int:
+    """``search.seed`` for the run that made its study, the recorded joined seed for one that joined; plus the
+    trials already done (the same seed on resume would repeat the first configs)."""
+    return (cfg.search.seed if ref.sampler_seed is None else ref.sampler_seed) + counted

@@ -10,6 +10,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ray.tune.search import SearchAlgorithm, Searcher
 from autoft.config import RunConfig
 from autoft.errors import ConfigError
 from autoft.run.layout import RunDir
+from autoft.run.storage import CONNECT_TIMEOUT_ENV, connect_timeout
 from autoft.search.recorder import Recorder, RecorderCallback
 from autoft.search.trial import TrialJob, trainable
 
@@ -84,7 +86,7 @@ def ray_temp_dir() -> str:
 
 def check_address(address: str) -> None:
     """The cheap checks of ``--address``, made before any data is decoded: its form, Ray Client for ray://, and
-    that something answers at HEAD:PORT."""
+    that Ray's GCS answers at HEAD:PORT within ``AUTOFT_CONNECT_TIMEOUT`` seconds."""
     _check_client(address)
     _check_reachable(address)
 
@@ -96,19 +98,83 @@ def _check_client(address: str) -> None:
 
 
 def _check_reachable(address: str) -> None:
-    """A HEAD:PORT where nothing listens is one line now: Ray itself would retry it forever, silently."""
+    """A HEAD:PORT where nothing listens, or something other than Ray's GCS (a web server, a port that never
+    answers, another gRPC service), is one line now: Ray itself would retry it for many minutes, silently."""
     if address == "auto" or "://" in address:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"--address {address}: must be HEAD:PORT (the head's GCS port, 6379 unless `ray start "
                           "--head --port` chose another), ray://HEAD:10001 or auto")
+    timeout = connect_timeout()
+    deadline = time.monotonic() + timeout
+    silent = f"no answer in {timeout:g} s; {CONNECT_TIMEOUT_ENV} sets the wait"
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
+            # with TLS the handshake is Ray's own, so only its GCS client below can tell
+            reason = None if _ray_tls() else _http2_reason(conn, deadline, silent)
+    except TimeoutError:
+        reason = silent
     except OSError as exc:
         raise ConfigError(f"--address {address}: cannot attach to a Ray cluster (nothing answers there: "
                           f"{exc.strerror or type(exc).__name__}); is `ray start --head --port {port}` running "
                           "on that machine?") from None
+    reason = reason or _gcs_reason(address, deadline)
+    if reason:
+        raise ConfigError(f"--address {address}: not a Ray GCS ({reason}); give the head's GCS address HEAD:PORT "
+                          "(6379 unless `ray start --head --port` chose another)")
+
+
+def _ray_tls() -> bool:
+    return os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+
+
+# the HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS is one) answers with its SETTINGS
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_H2_SETTINGS = 4
+
+
+def _http2_reason(conn: socket.socket, deadline: float, silent: str) -> str | None:
+    """Why the peer is not a gRPC server, or None: a web server answers HTTP/1, a wrong port may never answer."""
+    head = b""
+    try:
+        conn.sendall(_H2_PREFACE)
+        while len(head) < 9:
+            conn.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except TimeoutError:
+        return silent
+    except OSError:
+        pass  # a reset: said below as a closed connection
+    if len(head) == 9 and head[3] == _H2_SETTINGS:
+        return None
+    if not head:
+        return "it closed the connection without answering"
+    text = head.decode("ascii", errors="replace")
+    shown = repr(text.strip()) if text.isprintable() else head.hex(" ")
+    return f"it answers {shown}…: a web server or another service, not gRPC"
+
+
+def _gcs_reason(address: str, deadline: float) -> str | None:
+    """Ray's own GCS client asks for the cluster id (``ray._raylet.InnerGcsClient``: private, pinned by the cluster
+    tests): another gRPC server (a raylet's port, any other service) answers UNIMPLEMENTED. A cluster that refuses
+    this driver's authentication is a GCS all the same: ray.init then says what it needs."""
+    from ray._raylet import InnerGcsClient
+    from ray.exceptions import AuthenticationError
+
+    budget_ms = max(1000, int((deadline - time.monotonic()) * 1000))
+    with tempfile.TemporaryFile(mode="w+b") as said, _stderr_into(said):  # its failed-retry log lines on fd 2
+        try:
+            InnerGcsClient.standalone(address, None, budget_ms)
+        except AuthenticationError:
+            return None
+        except Exception as exc:  # RpcError (code 12: UNIMPLEMENTED), a timeout
+            code = getattr(exc, "rpc_code", None)
+            return f"it speaks gRPC but not as Ray's GCS: {_reason(exc)}{f' (gRPC code {code})' if code else ''}"
+    return None
 
 
 def _token_mode_for_attach() -> None:

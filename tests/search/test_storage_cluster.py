@@ -187,7 +187,11 @@ def test_joining_a_study_is_explicit(pg, shapes_dir: Path, tmp_path: Path) -> No
     assert second.returncode == 0, second.stderr[-2000:]
     study = optuna.load_study(study_name="shared", storage=driver_url(pg.url()))
     assert len(study.trials) == 4  # both drivers' trials, and TPE saw the first run's when the second sampled
+    assert len({t.params["learning_rate"] for t in study.trials}) == 4  # the joiner did not repeat seed 0's points
     assert len(read_trials(b / "mine")) == 2 and len(read_trials(a / "team")) == 2  # each run lists its own
+    assert read_study(RunDir(a / "team"), "shapes").sampler_seed is None  # it made the study: search.seed
+    assert read_study(RunDir(b / "mine"), "shapes").sampler_seed is not None  # it joined: a seed of its own
+    assert "joined a study other runs draw in" in second.stdout
 
 
 # --- starts that are refused before anything is written ----------------------------------------------------------
@@ -243,11 +247,34 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes_and_each_trial_names_its_n
     assert raw["extra"]["node_id"] in node_ids
 
 
+def _raylet_ports(gcs_address: str) -> list[int]:
+    """The TCP ports the cluster's raylets listen on: gRPC servers of Ray's own that are not its GCS."""
+    import psutil
+
+    gcs_port = gcs_address.rpartition(":")[2]
+    ports = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        flags = proc.info["cmdline"] or []  # the raylet names the GCS by the machine's IP: match on the port
+        if proc.info["name"] == "raylet" and any(f.startswith("--gcs-address=") and f.endswith(f":{gcs_port}")
+                                                 for f in flags):
+            ports += [c.laddr.port for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+    return sorted(set(ports))
+
+
 @pytest.mark.slow
 def test_a_cluster_with_tokens_refuses_a_driver_without_the_token(shapes_dir: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
+    config = str(_config(tmp_path, shapes_dir))
     with ray_cluster(cpus_per_node=1) as cluster:
         wrong = {**cluster.env, "RAY_AUTH_TOKEN": "0" * 64}
-        out = _cli("search", str(_config(tmp_path, shapes_dir)), "--address", cluster.address, "--results-dir",
-                   str(results), env=wrong, timeout=300)
+        out = _cli("search", config, "--address", cluster.address, "--results-dir", str(results), env=wrong,
+                   timeout=300)
+        ports = _raylet_ports(cluster.address)
+        assert ports
+        # a raylet's port is a real gRPC server but not the GCS: Ray's GCS client hears UNIMPLEMENTED (this pins
+        # the private ray._raylet.InnerGcsClient the probe uses; the two-node test pins it against a GCS)
+        elsewhere = _cli("search", config, "--address", f"127.0.0.1:{ports[0]}", "--results-dir", str(results),
+                         env=cluster.env, timeout=60)
     assert_one_line_exit_2(out, "the same RAY_AUTH_MODE", results)
+    assert_one_line_exit_2(elsewhere, f"--address 127.0.0.1:{ports[0]}: not a Ray GCS (it speaks gRPC but not as "
+                                      "Ray's GCS: RpcError", results)
