@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from autoft.errors import PADDLE_MISSING, AutoftError
+from autoft.run.escape import printable
 
 from autoft.cli.datasets import datasets_app
 from autoft.cli.display import (PREDICT_FORMATS, Display, format_predictions, make_console, print_board,
@@ -64,7 +66,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _err(message: str) -> None:
-    sys.stderr.write(f"autoft: error: {message}\n")
+    """One line on stderr: a file name holding a newline or an escape sequence is shown escaped, never acted on."""
+    sys.stderr.write(f"autoft: error: {printable(message)}\n")
 
 
 @app.command(short_help="Search hyperparameters: Optuna, Ray Tune, Paddle.")
@@ -213,7 +216,8 @@ def predict(
     imagenet: Annotated[Optional[str], typer.Option(help="Use BACKBONE's own ImageNet head instead of a bundle")] = None,
 ) -> None:
     """Top-k labels with probabilities for images, using only what the bundle holds."""
-    from autoft.serving.predict import IMAGE_SUFFIXES, Predictor, expand_inputs
+    from autoft.data.source import IMAGE_EXTENSIONS
+    from autoft.serving.predict import Predictor, find_inputs
 
     if top_k < 1:
         raise AutoftError(f"predict --top-k: must be >= 1, got {top_k}")
@@ -231,10 +235,14 @@ def predict(
         raise AutoftError("predict: give a bundle folder (or --imagenet BACKBONE) and images")
     if not inputs:
         raise AutoftError("predict: give at least one image file or folder")
-    paths = expand_inputs(inputs)  # FIFOs, devices and sockets stay in: predict refuses them unopened, one line each
+    found = find_inputs(inputs)  # what training would take from a folder; FIFOs and sockets stay in, refused unopened
+    if found.hidden:
+        sys.stderr.write(f"autoft: skipped {found.hidden} hidden file(s) in the folders (names starting with '.', "
+                         "such as macOS ._* files), as training does\n")
+    paths = found.paths
     if not paths:
         raise AutoftError(f"predict: no image files in {', '.join(map(str, inputs))} "
-                          f"(suffixes {', '.join(sorted(IMAGE_SUFFIXES))})")
+                          f"(suffixes {', '.join(sorted(IMAGE_EXTENSIONS))})")
     predictor = Predictor.imagenet(imagenet) if imagenet is not None else Predictor(bundle)
     preds = predictor.predict(paths, top_k=top_k)
     for p in preds:
@@ -312,13 +320,19 @@ def backbones(pattern: Annotated[str, typer.Argument(help="fnmatch filter, e.g. 
         print(f"{name:22} {spec.default_image_size:4d}px  features {spec.feature_dim:5d}  {spec.weights}")
 
 
+class _OneLineFormatter(logging.Formatter):
+    """autoft's log lines with what they quote (file names, trial errors) escaped, so each stays one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def _quiet_libraries(debug: bool) -> None:
     """autoft's own log lines as `autoft: message`; Paddle's import-time notices hidden unless AUTOFT_DEBUG=1."""
-    import logging
     import warnings
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("autoft: %(message)s"))
+    handler.setFormatter(_OneLineFormatter("autoft: %(message)s"))
     logger = logging.getLogger("autoft")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -379,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     except AutoftError as exc:
         if debug:
             raise
-        _err(_first_line(exc))
+        _err(str(exc) or type(exc).__name__)  # autoft's own messages are one line; a newline in one is a file name's
         sys.exit(2)
     except ModuleNotFoundError as exc:
         if debug or exc.name not in ("paddle", "paddlepaddle"):

@@ -1,12 +1,12 @@
 """What `autoft` prints: the live search display (``Display``), its progress line, and the leaderboard tables."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from autoft.run.escape import csv_text, printable
 
 if TYPE_CHECKING:
     from autoft.search.progress import Progress
@@ -61,11 +61,12 @@ class Display:
             from rich.text import Text
 
             width = self.console.width
-            event = p.last_event if len(p.last_event) <= width else p.last_event[:width - 1] + "…"
+            said = printable(p.last_event)  # a trial's error text may hold anything
+            event = said if len(said) <= width else said[:width - 1] + "…"
             self.live.update(Text(f"{progress_line(p, width=width, eta=eta)}\n{event}", no_wrap=True,
                                   overflow="crop"))
         else:
-            print(f"{progress_line(p, eta=eta)} | {p.last_event}", flush=True)
+            print(f"{progress_line(p, eta=eta)} | {printable(p.last_event)}", flush=True)
 
 
 class EtaSmoother:
@@ -150,13 +151,14 @@ def short_name(name: str) -> str:
 
 
 def _cell(column: str, v: Any) -> str:
-    """A table cell: never cut, numbers compact (val_acc to 4 places, small rates in e-notation)."""
+    """A table cell: never cut, numbers compact (val_acc to 4 places, small rates in e-notation), text on one line
+    with its control characters escaped (a trial.json may hold anything)."""
     from autoft.run.leaderboard import is_blank
 
     if is_blank(v):
         return ""
     if isinstance(v, bool) or not isinstance(v, float):
-        return str(v).replace("\n", " ")
+        return printable(str(v))
     if column in ("val_acc", "val_loss"):
         return f"{v:.4f}"
     if column == "seconds":
@@ -174,11 +176,12 @@ def board_lines(board: Any, width: int | None) -> tuple[list[str], list[str]]:
     """The leaderboard as aligned text lines fitted to ``width`` columns (None: every column), and the names of the
     columns left out. Columns are kept by priority (rank, id, val_acc, status, the searched params, seconds, …);
     a cell is never broken or cut, except the error text, which is shortened when it is what does not fit."""
+
     table = board.table
     columns = list(table.columns)
     params = [c for c in columns if c not in _PRIORITY]
     order = [c for key in _PRIORITY for c in (params if key == "<params>" else [key]) if c in columns]
-    heads = {c: short_name(c) if c in params and width is not None else c for c in columns}
+    heads = {c: printable(short_name(c) if c in params and width is not None else c) for c in columns}
     cells = {c: [_cell(c, v) for v in table[c]] for c in columns}
     widths = {c: max([len(heads[c])] + [len(x) for x in cells[c]]) for c in columns}
     empty = {c for c in ("error", "rerun_of") if c in columns and not any(cells[c])}
@@ -193,7 +196,7 @@ def board_lines(board: Any, width: int | None) -> tuple[list[str], list[str]]:
             widths[c] = width - used
             kept.append(c)
     kept.sort(key=columns.index)  # shown in the table's own order
-    left_out = [c for c in columns if c not in kept and c not in empty]
+    left_out = [printable(c) for c in columns if c not in kept and c not in empty]
 
     def row(values: dict[str, str]) -> str:
         out = []
@@ -244,20 +247,20 @@ PREDICT_FORMATS = ("text", "json", "jsonl", "csv")
 def format_predictions(preds: Sequence[Any], kind: str) -> str:
     """`autoft predict`'s stdout: text (readable images only; errors go to stderr), one JSON array, JSON Lines
     (one object per image: path, top, error) or CSV (one row per image and label; an unreadable image is one
-    row with its error)."""
+    row with its error). Text is one line per image, control characters in names escaped; JSON keeps every name
+    exactly (escaped as JSON does); CSV quotes as RFC 4180 does and puts ``'`` before a cell a spreadsheet would
+    run as a formula."""
+
     if kind == "json":
         return json.dumps([p.to_json() for p in preds], indent=1) + "\n"
     if kind == "jsonl":
         return "".join(json.dumps(p.to_json()) + "\n" for p in preds)
     if kind == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["path", "rank", "label", "probability", "error"])
+        rows: list[list[Any]] = [["path", "rank", "label", "probability", "error"]]
         for p in preds:
             if p.error:
-                writer.writerow([p.path, "", "", "", p.error])
-            for rank, (label, prob) in enumerate(p.top, start=1):
-                writer.writerow([p.path, rank, label, f"{prob:.6f}", ""])
-        return out.getvalue()
-    return "".join(f"{p.path}: " + ", ".join(f"{label} {prob:.3f}" for label, prob in p.top) + "\n"
+                rows.append([p.path, "", "", "", p.error])
+            rows += [[p.path, rank, label, f"{prob:.6f}", ""] for rank, (label, prob) in enumerate(p.top, start=1)]
+        return csv_text(rows)
+    return "".join(printable(f"{p.path}: " + ", ".join(f"{label} {prob:.3f}" for label, prob in p.top)) + "\n"
                    for p in preds if not p.error)

@@ -4,6 +4,10 @@ The optimisation history, parallel coordinates and learning curves are drawn fro
 (every scored trial, stopped early or not); Optuna draws the parameter importances from the study; the confusion
 matrix comes from the best bundle's predictions on the validation split (the test split after a train+val final
 fit, when there is one). A plot that cannot be made is left out with a note saying why.
+
+The study is only read: its SQLite file is opened read-only (a moved one is never re-created empty) and no table is
+made in a server database. When it cannot be read, the report is drawn from the trial files alone, unless the
+report there has the parameter importances: a report is never replaced by one that lacks them.
 """
 from __future__ import annotations
 
@@ -12,22 +16,25 @@ import html
 import io
 import logging
 import re
+import shutil
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from autoft.run.bundle import is_bundle
-from autoft._fs import atomic_write_bytes, atomic_write_text
+from autoft._fs import atomic_write_bytes, atomic_write_text, make_tmp_dir, recover_dir, swap_dir
+from autoft.errors import AutoftError, ConfigError
 from autoft.run.layout import BEST_DIR, RunDir
+from autoft.run.escape import printable
 from autoft.run.leaderboard import Leaderboard, is_blank, load_leaderboard
 from autoft.run.records import TrialStatus
-from autoft.run.storage import StudyRef, open_storage, read_study, shown_url
+from autoft.run.storage import STUDY_FILE, StudyRef, open_read_only, read_study, shown_url
 
 __all__ = ["Plot", "Report", "write_report", "try_write_report", "figure", "trial_order", "REPORT_DIR",
            "REPORT_HTML"]
@@ -69,18 +76,34 @@ class _Run:
 
 
 def write_report(run_dir: str | Path, *, storage_url: str | None = None) -> Report:
-    """Draw every plot into run_dir/report/ and write report.html; returns what was drawn and skipped."""
+    """Draw every plot and write report.html into run_dir/report/ (the folder swapped in whole); returns what was
+    drawn and skipped."""
     import matplotlib
 
     if "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")  # Optuna's plots use pyplot; no display is needed (or wanted) for PNGs
     run = _load_run(Path(run_dir), storage_url)
-    out = run.dir / REPORT_DIR
-    out.mkdir(exist_ok=True)
-    plots = tuple(_draw(out, name, title, builder, run) for name, title, builder in _PLOTS)
-    page = out / REPORT_HTML
-    atomic_write_text(page, _html(run, plots))
-    return Report(dir=out, html=page, plots=plots)
+    dest = RunDir(run.dir).report
+    if run.study is None:
+        _keep_a_richer_report(run, dest)
+        _log.warning("warning: %s; the report is drawn from the trial files alone (no parameter importances)",
+                     run.study_note)
+    tmp = make_tmp_dir(dest)
+    try:
+        plots = tuple(_draw(tmp, name, title, builder, run) for name, title, builder in _PLOTS)
+        atomic_write_text(tmp / REPORT_HTML, _html(run, plots))
+        swap_dir(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    plots = tuple(replace(p, path=dest / p.path.name) if p.path is not None else p for p in plots)
+    return Report(dir=dest, html=dest / REPORT_HTML, plots=plots)
+
+
+def _keep_a_richer_report(run: _Run, dest: Path) -> None:
+    """Only the study gives the parameter importances: a report that has them is not redrawn without it."""
+    if (recover_dir(dest) / f"{_IMPORTANCES}.png").is_file():
+        raise AutoftError(f"report: {run.study_note}; {dest} has the parameter importances, which need the study, "
+                          "so it is kept as it is (pass --storage URL where the study lives now)")
 
 
 def try_write_report(run_dir: str | Path, *, storage_url: str | None = None) -> Report | None:
@@ -100,18 +123,20 @@ def _load_run(run_dir: Path, storage_url: str | None) -> _Run:
 
 
 def _load_study(run: RunDir, ref: StudyRef, storage_url: str | None) -> tuple[Any | None, str]:
-    """The run's study where study.json says it lives (``storage_url`` overrides); a storage that cannot be
-    opened is an error, so a good report is never replaced by one without the Optuna plots."""
+    """The run's study where study.json says it lives, or None and why not; ``storage_url`` (--storage) overrides
+    it, and a storage so named that does not give the study is an error."""
     import optuna
 
     url = storage_url or ref.url
-    if url is None and not run.optuna_db.is_file():
-        return None, "no optuna.db in the run folder (pass --storage URL if the study lives elsewhere)"
-    storage = open_storage(run.path, url, "report --storage" if storage_url else f"report: {run.path.name}'s storage")
+    what = "report --storage" if storage_url is not None else f"{run.path / STUDY_FILE}: storage"
+    label = f"{what} {shown_url(url)}" if url else str(run.optuna_db)
     try:
-        return optuna.load_study(study_name=ref.name, storage=storage), ""
-    except KeyError:
-        return None, f"no study named {ref.name!r} in {shown_url(url) if url else run.optuna_db}"
+        return optuna.load_study(study_name=ref.name, storage=open_read_only(run.path, url, what)), ""
+    except (KeyError, ConfigError) as exc:  # KeyError: no such study there
+        note = str(exc) if isinstance(exc, ConfigError) else f"{label}: no study named {ref.name!r}"
+    if storage_url is not None:
+        raise ConfigError(note)
+    return None, note
 
 
 def _draw(out: Path, name: str, title: str, builder: Callable[[_Run], tuple[Any, str]], run: _Run) -> Plot:
@@ -125,10 +150,8 @@ def _draw(out: Path, name: str, title: str, builder: Callable[[_Run], tuple[Any,
             warnings.simplefilter("ignore")  # Optuna's matplotlib backend is marked experimental
             fig, note = builder(run)
     except _Skip as skip:
-        path.unlink(missing_ok=True)
         return Plot(name, title, None, f"skipped: {skip}")
     except Exception as exc:  # one broken plot leaves the others (and the page) intact
-        path.unlink(missing_ok=True)
         _log.warning("report: %s not drawn (%s: %s)", name, type(exc).__name__, exc)
         return Plot(name, title, None, f"not drawn: {type(exc).__name__}: {exc}")
     try:
@@ -378,9 +401,10 @@ def _confusion_matrix(run: _Run) -> tuple[Any, str]:
                  + caveat)
 
 
+_IMPORTANCES = "param_importances"  # the one plot drawn from the study
 _PLOTS: tuple[tuple[str, str, Callable[[_Run], tuple[Any, str]]], ...] = (
     ("optimization_history", "Optimisation history", _optimization_history),
-    ("param_importances", "Parameter importances", _param_importances),
+    (_IMPORTANCES, "Parameter importances", _param_importances),
     ("parallel_coordinate", "Parallel coordinates", _parallel_coordinate),
     ("learning_curves", "Learning curves of the top trials", _learning_curves),
     ("confusion_matrix", "Confusion matrix of the best model", _confusion_matrix),
@@ -402,7 +426,7 @@ pre{background:#f7f7f7;padding:1rem;overflow:auto}.note{color:#666;font-style:it
 
 
 def _html(run: _Run, plots: tuple[Plot, ...]) -> str:
-    name = html.escape(run.dir.name)
+    name = html.escape(printable(run.dir.name))
     config = RunDir(run.dir).config_file.read_text(encoding="utf-8")
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>autoft report: {name}</title>"
              f"<style>{_STYLE}</style></head><body><h1>autoft report: {name}</h1>", _summary(run),
@@ -412,7 +436,9 @@ def _html(run: _Run, plots: tuple[Plot, ...]) -> str:
 
 
 def _summary(run: _Run) -> str:
-    e = html.escape
+    def e(text: str) -> str:
+        return html.escape(printable(text))
+
     records = run.board.records
     status = ", ".join(f"{n} {s.value}" for s in TrialStatus if (n := sum(r.status is s for r in records)))
     best = run.board.best
@@ -434,15 +460,17 @@ def _figure(plot: Plot) -> str:
 
 
 def _fmt(v: Any) -> str:
+    """A cell's text: from trial.json, so on one line and without control characters (nor a lone surrogate, which
+    UTF-8 cannot write)."""
     if is_blank(v):
         return ""
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return f"{v:.4g}" if isinstance(v, float) else printable(str(v))
 
 
 def _table(board: Leaderboard) -> str:
     """The leaderboard, with ``#``: each trial's place in the order trials started (the history plot's x)."""
     order = trial_order(board)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ("#", *board.table.columns))
+    head = "".join(f"<th>{html.escape(_fmt(c))}</th>" for c in ("#", *board.table.columns))
     rows = "".join("<tr>" + f"<td>{order.get(str(row.trial_id), '')}</td>" +
                    "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
                    for row in board.table.itertuples(index=False))

@@ -1,4 +1,5 @@
-"""Rank trials, write leaderboard.csv/.md, promote the winner's bundle to best_model/."""
+"""Rank trials, write leaderboard.csv/.md (cells escaped by autoft.run.escape), promote the winner's bundle to
+best_model/."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from autoft.run.bundle import copy_bundle, is_bundle
 from autoft._fs import atomic_write_text
 from autoft.run.layout import BEST_DIR, RunDir
+from autoft.run.escape import CSV_LINE_END, csv_cell, md_cell
 from autoft.run.records import TrialRecord, read_trials
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ __all__ = ["Leaderboard", "is_blank", "rank", "write_leaderboard", "promote_best
 
 FIXED_COLUMNS = ["rank", "trial_id", "status"]
 METRIC_COLUMNS = ["val_acc", "val_loss", "best_epoch", "epochs_run", "seconds", "error"]
+EXTRA_COLUMNS = ["cost_per_epoch", "rerun_of"]
 INT_COLUMNS = ("rank", "best_epoch", "epochs_run")
 
 
@@ -49,9 +52,10 @@ def rank(records: list[TrialRecord]) -> Leaderboard:
     import pandas as pd
 
     ordered = sorted(records, key=_sort_key)
+    taken = set(FIXED_COLUMNS + METRIC_COLUMNS + EXTRA_COLUMNS)  # a param named "rank" would overwrite the rank
     param_names: list[str] = []
     for r in ordered:
-        param_names += [k for k in r.params if k not in param_names]
+        param_names += [k for k in r.params if k not in param_names and k not in taken]
     rows = []
     for i, r in enumerate(ordered, start=1):
         best = r.best or {}
@@ -82,18 +86,26 @@ def _markdown(table: pd.DataFrame) -> str:
     def cell(v: Any) -> str:
         if is_blank(v):
             return ""
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        return f"{v:.4g}" if isinstance(v, float) else md_cell(str(v))
 
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines = ["| " + " | ".join(md_cell(str(c)) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
+def _csv(table: pd.DataFrame) -> str:
+    from pandas.api.types import is_numeric_dtype
+
+    safe = table.rename(columns=lambda c: csv_cell(str(c)))
+    for i in range(safe.shape[1]):  # by position: two params may escape to one name
+        if not is_numeric_dtype(safe.iloc[:, i]):
+            safe.iloc[:, i] = safe.iloc[:, i].map(lambda v: csv_cell(v) if isinstance(v, str) else v)
+    return safe.to_csv(index=False, lineterminator=CSV_LINE_END)
+
+
 def write_leaderboard(run_dir: Path) -> Leaderboard:
     board = rank(read_trials(run_dir))
-    atomic_write_text(Path(run_dir) / "leaderboard.csv", board.table.to_csv(index=False))
+    atomic_write_text(Path(run_dir) / "leaderboard.csv", _csv(board.table))
     from autoft.run.selection import rerun_markdown
 
     atomic_write_text(Path(run_dir) / "leaderboard.md", _markdown(board.table) + rerun_markdown(board.records))

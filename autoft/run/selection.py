@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autoft.config import RunConfig
+from autoft.run.escape import md_cell
 from autoft.run.records import TrialRecord, TrialStatus
 
 __all__ = ["RerunStats", "rerun_stats", "select_winner", "rerun_markdown", "rerun_plan", "t_quantile_975"]
@@ -113,12 +114,13 @@ def rerun_markdown(records: Sequence[TrialRecord]) -> str:
     if not stats:
         return ""
     lines = ["", "## Re-runs (winner by mean val_acc)", "",
-             "| rank | trial_id | " + " | ".join(stats[0].params) + " | runs | mean | std | 95% CI | best run |",
+             "| rank | trial_id | " + " | ".join(md_cell(str(k)) for k in stats[0].params)
+             + " | runs | mean | std | 95% CI | best run |",
              "|" + "---|" * (len(stats[0].params) + 7)]
     for i, s in enumerate(stats, start=1):
         low, high = s.ci95
-        values = " | ".join(str(v) for v in s.params.values())
-        lines.append(f"| {i} | {s.trial_id} | {values} | {s.n} | {s.mean:.4f} | {s.std:.4f} | "
+        values = " | ".join(md_cell(str(v)) for v in s.params.values())
+        lines.append(f"| {i} | {md_cell(s.trial_id)} | {values} | {s.n} | {s.mean:.4f} | {s.std:.4f} | "
                      f"[{low:.4f}, {high:.4f}] | {s.best_run} |")
     return "\n".join(lines) + "\n"
 

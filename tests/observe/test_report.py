@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import base64
 import html.parser
+import json
 import logging
+import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +254,130 @@ def test_parallel_coordinates_show_the_worst_trial_and_full_axis_names(tmp_path:
         assert int((np.abs(pixels - dark).max(axis=1) <= 12).sum()) > 50  # the worst trial's line is drawn
     text = report.html.read_text(encoding="utf-8")
     assert "<th>#</th>" in text
+
+
+# --- a report never makes things worse: the study is only read, and a report is never replaced by a poorer one ---
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "AUTOFT_DEBUG"}
+    return subprocess.run([sys.executable, "-m", "autoft.cli", *args], capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _move_the_study(run: Path, where: str, tmp_path: Path) -> tuple[str, Path]:
+    """The run's optuna.db moved to tmp_path/moved.db while the run still names its old place (or a server that
+    does not answer); returns what the error must name and the path no command may create."""
+    (run / "optuna.db").rename(tmp_path / "moved.db")
+    gone = tmp_path / "gone" / "optuna.db"
+    gone.parent.mkdir()  # the folder is still there, so SQLite could create the file in it
+    storage = {"sqlite": f"sqlite:///{gone}", "own": None, "server": "postgresql://autoft@127.0.0.1:9/autoft"}[where]
+    (run / "study.json").write_text(json.dumps({"study": "tiny", "storage": storage}))
+    return (storage or str(run / "optuna.db")), (gone if where == "sqlite" else run / "optuna.db")
+
+
+@pytest.mark.parametrize("where", ["sqlite", "own", "server"])
+def test_a_moved_study_keeps_a_report_that_has_importances(where: str, tmp_path: Path) -> None:
+    run = _tiny_run(tmp_path, TWO_PARAMS, [0.5, 0.8, 0.6, 0.7])
+    write_report(run)
+    before = _files(run / REPORT_DIR)
+    assert "param_importances.png" in before
+    named, never_made = _move_the_study(run, where, tmp_path)
+    out = _cli("report", str(run))
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autoft: error: report: ") and named in lines[0], out.stderr
+    assert "has the parameter importances" in lines[0] and "--storage" in lines[0]
+    assert _files(run / REPORT_DIR) == before  # untouched
+    assert not never_made.exists()
+    redraw = _cli("report", str(run), "--storage", f"sqlite:///{tmp_path / 'moved.db'}")  # where it lives now
+    assert redraw.returncode == 0, redraw.stderr
+    assert "Parameter importances: " + str(run / REPORT_DIR / "param_importances.png") in redraw.stdout
+
+
+@pytest.mark.parametrize("where", ["sqlite", "server"])
+def test_a_moved_study_without_a_report_draws_one_from_the_trial_files(where: str, tmp_path: Path) -> None:
+    run = _tiny_run(tmp_path, TWO_PARAMS, [0.5, 0.8, 0.6, 0.7])
+    named, never_made = _move_the_study(run, where, tmp_path)
+    out = _cli("report", str(run))
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autoft: warning: ") and named in lines[0], out.stderr
+    assert "drawn from the trial files alone" in lines[0]
+    assert not never_made.exists()
+    assert {p.name for p in (run / REPORT_DIR).iterdir()} == {
+        "optimization_history.png", "parallel_coordinate.png", "learning_curves.png", REPORT_HTML}
+    assert f"Parameter importances: skipped: {run / 'study.json'}: storage" in out.stdout
+
+
+def test_a_server_that_never_answers_is_waited_for_at_most_the_connect_timeout(tmp_path: Path) -> None:
+    run = _tiny_run(tmp_path, TWO_PARAMS, [0.5, 0.8])
+    with socket.socket() as server:  # accepts connections (the kernel's backlog) and never says a word
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        (run / "study.json").write_text(json.dumps({"study": "tiny", "storage": f"postgresql://u@127.0.0.1:{port}/db"}))
+        started = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "autoft.cli", "report", str(run)], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "AUTOFT_CONNECT_TIMEOUT": "2"})
+        waited = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert "no answer from the database server in 2 s" in out.stderr and waited < 30, (waited, out.stderr)
+    assert (run / REPORT_DIR / REPORT_HTML).is_file()
+
+
+def test_a_storage_given_that_cannot_be_read_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    run = _tiny_run(tmp_path, TWO_PARAMS, [0.5, 0.8])
+    missing = tmp_path / "elsewhere" / "x.db"
+    out = _cli("report", str(run), "--storage", f"sqlite:///{missing}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"autoft: error: report --storage sqlite:///{missing}: no such file"
+    assert not missing.parent.exists() and not (run / REPORT_DIR).exists()
+    other = tmp_path / "other.db"
+    optuna.create_study(study_name="someone-else", storage=f"sqlite:///{other}")
+    out = _cli("report", str(run), "--storage", f"sqlite:///{other}")
+    assert out.returncode == 2 and out.stderr.strip() == (f"autoft: error: report --storage sqlite:///{other}: "
+                                                          "no study named 'tiny'")
+    assert not (run / REPORT_DIR).exists()
+
+
+BAD_TRIALS = {  # trial id: (fields replaced in a real trial.json, the field the warning names)
+    "p": ({"params": 5}, "'params'"),
+    "s": ({"status": 7}, "'status'"),
+    "a": ({"history": [{"epoch": 1, "val_acc": "abc"}]}, "'history'[0]['val_acc']"),
+    "e": ({"history": [{"epoch": None, "val_acc": 0.5}]}, "'history'[0]['epoch']"),
+    "b": ({"best": [1], "metrics": "abc", "number": []}, "'number'"),  # best, metrics: not trial.json fields
+    "n": ({"params": {"learning_rate": [[[[[[[["deep"]]]]]]]]}}, "'params'['learning_rate']"),
+}
+
+
+def test_tampered_trial_files_of_a_real_run_are_named_and_skipped(finished: SearchOutcome, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished.run_dir, run, ignore=shutil.ignore_patterns("ray"))
+    real = json.loads(next((run / "trials").glob("*/trial.json")).read_text())
+    for tid, (fields, _) in BAD_TRIALS.items():
+        (run / "trials" / tid).mkdir()
+        (run / "trials" / tid / "trial.json").write_text(json.dumps({**real, "trial_id": tid, **fields}))
+    hostile = {**real, "trial_id": "hostile", "status": "failed", "history": [],
+               "error": "TrialError: <b>bold</b> & \x1b[31mred\n=cmd"}
+    (run / "trials" / "hostile").mkdir()
+    (run / "trials" / "hostile" / "trial.json").write_text(json.dumps(hostile))
+    for command in ("leaderboard", "report"):
+        out = _cli(command, str(run))
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+        warned = [line for line in out.stderr.splitlines() if "trial.json" in line]
+        assert len(warned) == len(BAD_TRIALS), out.stderr
+        for tid, (_, field) in BAD_TRIALS.items():
+            line = next(w for w in warned if str(run / "trials" / tid / "trial.json") in w)
+            assert line.startswith("autoft: warning: ") and f"field {field} " in line and line.endswith("skipped")
+        assert "\x1b" not in out.stdout
+    text = (run / REPORT_DIR / REPORT_HTML).read_text(encoding="utf-8")
+    page = _Page()
+    page.feed(text)
+    assert "TrialError: <b>bold</b> & \\x1b[31mred\\n=cmd" in page.table_cells  # shown as text, on one line
+    assert "<b>bold" not in text and "\x1b" not in text
+    shown = {r.trial_id for r in finished.leaderboard.records} | {"hostile"}
+    assert shown <= set(page.table_cells) and not set(BAD_TRIALS) & set(page.table_cells)

@@ -23,8 +23,8 @@ def test_record_round_trip(tmp_path: Path) -> None:
     rec = TrialRecord("t1", {"learning_rate": 0.1, "optimizer": "adam"}, TrialStatus.STOPPED, number=3,
                       history=({"epoch": 1, "val_acc": 0.4, "val_loss": 1.0}, {"epoch": 2, "val_acc": 0.6, "val_loss": 0.9}),
                       error=None, started=5.0, seconds=12.5)
-    rec.save(tmp_path)
-    assert TrialRecord.load(tmp_path) == rec
+    rec.save(tmp_path / "t1")  # a record lives in the folder named after its id
+    assert TrialRecord.load(tmp_path / "t1") == rec
     assert rec.best == {"epoch": 2, "val_acc": 0.6, "val_loss": 0.9} and rec.epochs_run == 2
 
 
