@@ -69,6 +69,7 @@ def _optuna(url: str, study: str | None, host: str, port: int) -> None:
     from optuna_dashboard import run_server
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _refuse_missing_sqlite(url)
     try:
         summaries = optuna.get_all_study_summaries(url, include_best_trial=False)
     except Exception as exc:  # SQLAlchemy raises many kinds for a bad URL
@@ -78,6 +79,16 @@ def _optuna(url: str, study: str | None, host: str, port: int) -> None:
     print(f"Optuna dashboard for {shown_url(url)} [{studies}];{this} http://{_url_host(host)}:{port}/  "
           "(Ctrl-C to stop)", flush=True)
     run_server(url, host=host, port=port)
+
+
+def _refuse_missing_sqlite(url: str) -> None:
+    """SQLite makes a missing file, empty: a dashboard for a study that moved would serve nothing and leave an
+    empty database behind."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_file():
+        raise AutoftError(f"dashboard optuna: {parsed.database}: no such file (the study moved? pass --storage URL)")
 
 
 def _visualdl(run: Path, host: str, port: int) -> None:

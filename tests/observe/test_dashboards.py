@@ -256,3 +256,18 @@ def test_visualdl_logging_failure_warns_once_and_never_fails_the_trial(tmp_path:
     log.close()
     assert len(warnings) == 1 and warnings[0].startswith("VisualDL logging stopped: "), warnings
     assert [hparam_value(v) for v in (True, 3, 0.5, "adam", None)] == ["True", 3, 0.5, "adam", "None"]
+
+
+def test_optuna_dashboard_for_a_study_that_moved_creates_no_database(tmp_path: Path) -> None:
+    """study.json names an SQLite file that is gone: one line, and no empty database is made in its place."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: moved\ndata: {dataset: fashion-mnist-demo}\n")
+    gone = tmp_path / "elsewhere" / "study.db"
+    gone.parent.mkdir()
+    (run / "study.json").write_text(json.dumps({"study": "moved", "storage": f"sqlite:///{gone}"}))
+    out = subprocess.run([sys.executable, "-m", "autoft.cli", "dashboard", "optuna", str(run)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"autoft: error: dashboard optuna: {gone}: no such file (the study moved? pass --storage URL)"], out.stderr
+    assert not gone.exists()
