@@ -32,7 +32,6 @@ from autoft.search.searcher import StudySearch, joined_seed, sampler_seed
 
 from cli_helpers import assert_one_line_exit_2
 from searched_run import shapes_config
-from servers import pg_binaries, postgres_server
 
 DEADLINE = 20.0  # seconds a refused start may take, the CLI's own start-up included
 
@@ -284,14 +283,6 @@ def _race(url: str, tmp: Path, drivers: int = 3) -> list[str]:
     said = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in said]
     return sorted(out.strip() for out, _ in said)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    if pg_binaries() is None:
-        pytest.skip("PostgreSQL's binaries (Debian's postgresql package) are not installed")
-    with postgres_server() as server:
-        yield server
 
 
 def test_drivers_creating_one_fresh_sqlite_study_at_once_all_start(tmp_path: Path) -> None:

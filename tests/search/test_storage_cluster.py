@@ -22,7 +22,7 @@ from autoft.run.layout import RunDir
 
 from cli_helpers import assert_one_line_exit_2, run
 from searched_run import shapes_config
-from servers import free_port, pg_binaries, postgres_server, ray_cluster
+from servers import free_port, ray_cluster
 
 BIN = Path(sys.executable).parent
 
@@ -43,14 +43,6 @@ def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) ->
 
 def _files_holding(root: Path, secret: str) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
-
-
-@pytest.fixture(scope="module")
-def pg():
-    if pg_binaries() is None:
-        pytest.skip("PostgreSQL's binaries (Debian's postgresql package) are not installed")
-    with postgres_server() as server:
-        yield server
 
 
 # --- URLs: the driver SQLAlchemy can load, the password never kept or shown ---------------------------------------
