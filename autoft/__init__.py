@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 # Paddle warns at import that it found no ccache (used only to compile C++ extensions, which autoft never does)
 warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
 
+from autoft.config import load_config  # noqa: E402 - after the filter, which must precede Paddle's import
+from autoft.config.space import SearchSpace  # noqa: E402
 from autoft.run.bundle import load_bundle  # noqa: E402
-from autoft.config import load_config
-from autoft.config.space import SearchSpace
 
 if TYPE_CHECKING:
     from autoft.config import RunConfig

@@ -34,7 +34,8 @@ __all__ = ["autoft_home", "remove_tree", "atomic_write", "atomic_write_bytes", "
 
 
 def autoft_home() -> Path:
-    """Where autoft caches weights, data and datasets: $AUTOFT_HOME, else $XDG_CACHE_HOME/autoft, else ~/.cache/autoft."""
+    """Where autoft caches weights, data and datasets: $AUTOFT_HOME, else $XDG_CACHE_HOME/autoft, else
+    ~/.cache/autoft."""
     env = os.environ.get("AUTOFT_HOME")
     home = Path(env).expanduser() if env else \
         Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "autoft"

@@ -1,7 +1,8 @@
 """Classifier = a backbone giving pooled features + a new head (dropout + Linear ``head.fc``)."""
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from collections.abc import Sequence
 
 import paddle
 from paddle import nn
@@ -59,7 +60,7 @@ def chunk_groups(units: Sequence[nn.Layer], n_groups: int) -> list[list[paddle.T
     units = [u for u in units if list(u.parameters())]
     n_groups = min(n_groups, len(units))
     bounds = [round(i * len(units) / n_groups) for i in range(n_groups + 1)]
-    return [[p for u in units[a:b] for p in u.parameters()] for a, b in zip(bounds, bounds[1:])]
+    return [[p for u in units[a:b] for p in u.parameters()] for a, b in itertools.pairwise(bounds)]
 
 
 class PooledBackbone(nn.Layer):

@@ -5,7 +5,7 @@ ReLU6, no squeeze-excitation, batch norm with TF's eps 1e-3 (momentum 0.9 for fi
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import paddle
 from paddle import nn
@@ -99,7 +99,7 @@ class EfficientNetLite(nn.Layer):
         """Six groups: stem + stages 0-1, stages 2, 3, 4, 5, then stage 6 + the 1x1 head conv."""
         n_stages = max(self.stages) + 1
         units: list[list[nn.Layer]] = [[] for _ in range(n_stages)]
-        for stage, block in zip(self.stages, self.blocks):
+        for stage, block in zip(self.stages, self.blocks, strict=True):
             units[stage].append(block)
         units[0].insert(0, self.stem)
         units[-1].append(self.conv_head)

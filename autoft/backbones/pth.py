@@ -182,7 +182,7 @@ def _materialise(ref: _TensorRef, path: Path) -> np.ndarray:
         raise WeightsError(f"{path}: a tensor has an invalid layout {ref.size}/{ref.stride}")
     if 0 in ref.size:
         return np.zeros(ref.size, dtype=flat.dtype)
-    last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
+    last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride, strict=True))
     if last >= flat.size:  # as_strided would read past the buffer
         raise WeightsError(f"{path}: a tensor reaches past the end of storage {ref.storage.key}")
     strides = tuple(s * flat.itemsize for s in ref.stride)

@@ -1,8 +1,9 @@
 """paddle.vision.models backbones with Paddle's own published ImageNet weights (URL + md5 from paddle)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -10,15 +10,16 @@ import hashlib
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 import numpy as np
 
+from autoft._fs import atomic_write, autoft_home
 from autoft.backbones.pdparams import read_pdparams
 from autoft.backbones.pth import read_pth
 from autoft.errors import WeightsError
-from autoft._fs import atomic_write, autoft_home
 
 __all__ = [
     "autoft_home",

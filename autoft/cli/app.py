@@ -7,17 +7,23 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
+from autoft.cli.datasets import datasets_app
+from autoft.cli.display import (
+    PREDICT_FORMATS,
+    Display,
+    format_predictions,
+    make_console,
+    print_board,
+    print_reruns,
+    ray_dashboard_line,
+)
+from autoft.cli.options import ParamFile, Quiet, RunDir, SetOpt
 from autoft.errors import PADDLE_MISSING, AutoftError
 from autoft.run.escape import printable
-
-from autoft.cli.datasets import datasets_app
-from autoft.cli.display import (PREDICT_FORMATS, Display, format_predictions, make_console, print_board,
-                                print_reruns, ray_dashboard_line)
-from autoft.cli.options import ParamFile, Quiet, RunDir, SetOpt
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Hyperparameter-search fine-tuning for image classification (Paddle + Ray Tune + Optuna).")
@@ -30,8 +36,8 @@ def _planned_config(data: Path | None, dataset: str | None, time_budget: str | N
     run, which stops after the plan)."""
     from autoft.config import config_from_dict, parse_duration, parse_set
     from autoft.config.loader import set_dotted
-    from autoft.training.autoplan import check_preset, make_auto_plan, probe_device
     from autoft.data.loader import survey_images
+    from autoft.training.autoplan import check_preset, make_auto_plan, probe_device
 
     check_preset(preset)  # before the probe spends any time
     if data is not None and dataset is not None:
@@ -72,28 +78,28 @@ def _err(message: str) -> None:
 
 @app.command(short_help="Search hyperparameters: Optuna, Ray Tune, Paddle.")
 def search(
-    config: Annotated[Optional[Path], typer.Argument(
+    config: Annotated[Path | None, typer.Argument(
         metavar="CONFIG|DATA",
         help="A search YAML (default: the bundled demo), or data without a YAML: an image folder, a PaddleHub "
              "list folder or a .csv")] = None,
-    time_budget: Annotated[Optional[str], typer.Option(
+    time_budget: Annotated[str | None, typer.Option(
         "--time-budget", metavar="DURATION",
         help="The whole search's time, e.g. 10m (overrides search.time_budget; without a YAML: 10m unless given)")
     ] = None,
-    dataset: Annotated[Optional[str], typer.Option(
+    dataset: Annotated[str | None, typer.Option(
         "--dataset", help="Search a named dataset without a YAML (autoft datasets list)")] = None,
     preset: Annotated[str, typer.Option(
         "--preset", metavar="fast|balanced|best", help="Without a YAML: fewer, cheaper trials or more, larger ones")
     ] = "balanced",
-    trials: Annotated[Optional[int], typer.Option(help="Override search.trials")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run folder name (default NAME-TIMESTAMP)")] = None,
+    trials: Annotated[int | None, typer.Option(help="Override search.trials")] = None,
+    name: Annotated[str | None, typer.Option(help="Run folder name (default NAME-TIMESTAMP)")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where run folders go")] = Path("results"),
-    resume: Annotated[Optional[Path], typer.Option(help="Continue a killed or stopped run folder")] = None,
-    address: Annotated[Optional[str], typer.Option(
+    resume: Annotated[Path | None, typer.Option(help="Continue a killed or stopped run folder")] = None,
+    address: Annotated[str | None, typer.Option(
         help="Attach to a Ray cluster: HEAD:6379, auto, or ray://HEAD:10001 (autoft[client])")] = None,
-    storage: Annotated[Optional[str], typer.Option(
+    storage: Annotated[str | None, typer.Option(
         help="Optuna storage URL, e.g. postgresql://user@host/db (default: RUN/optuna.db)")] = None,
-    study: Annotated[Optional[str], typer.Option(
+    study: Annotated[str | None, typer.Option(
         help="Join (or start) this study in --storage (default: a new one named after the run folder)")] = None,
     set_: SetOpt = None,
     param_file: ParamFile = None,
@@ -105,12 +111,12 @@ def search(
         "--evaluate-test", help="Score the best bundle once on the test split at the end")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Validate config, data and weights, probe 2 steps, print the plan")] = False,
-    warm_start: Annotated[Optional[Path], typer.Option(
+    warm_start: Annotated[Path | None, typer.Option(
         help="Try this earlier run's top search.warm_start_top_k param sets first")] = None,
 ) -> None:
     """Search hyperparameters: Optuna picks values, Ray Tune runs Paddle fine-tunes, the best is kept."""
-    from autoft.config import load_config
     from autoft._fs import autoft_home, check_writable
+    from autoft.config import load_config
 
     started = time.time()
     check_writable(autoft_home(), "AUTOFT_HOME")  # the data cache and weights are written there, --dry-run too
@@ -137,8 +143,8 @@ def search(
 
         cfg = with_warm_start(cfg, warm_start)
     if dry_run:
-        from autoft.training.plan import format_plan, make_plan
         from autoft.run.layout import RunDir as Run
+        from autoft.training.plan import format_plan, make_plan
 
         cfg = cfg if cfg is not None else Run(Path(resume)).load_config("--resume")
         print(format_plan(cfg, make_plan(cfg)))
@@ -187,9 +193,8 @@ def train(
 ) -> None:
     """One fine-tune with fixed values, no search; the best epoch is kept in train.checkpoint_dir/best_model."""
     from autoft import train as run_train
+    from autoft._fs import autoft_home, check_writable
     from autoft.config import load_config
-    from autoft._fs import autoft_home
-    from autoft._fs import check_writable
 
     cfg = load_config(config, list(set_ or []), param_file=param_file)
     check_writable(Path(cfg.train.checkpoint_dir), "train.checkpoint_dir")
@@ -201,19 +206,19 @@ def train(
     except TrialError as exc:  # a diverging loss is the run's outcome, not a crash: one line, exit 1
         hint = " (try a lower train.learning_rate)" if "loss became" in str(exc) else ""
         _err(f"training failed: {_first_line(exc)}{hint}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 @app.command(short_help="Top-k labels for images, from a bundle.")
 def predict(
-    bundle: Annotated[Optional[Path], typer.Argument(help="A bundle folder or a run folder")] = None,
-    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders")] = None,
+    bundle: Annotated[Path | None, typer.Argument(help="A bundle folder or a run folder")] = None,
+    images: Annotated[list[Path] | None, typer.Argument(help="Image files or folders")] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Labels per image")] = 3,
     format_: Annotated[str, typer.Option(
         "--format", help="text, json (one array), jsonl (one object per line) or csv (one row per image and label)")
     ] = "text",
     as_json: Annotated[bool, typer.Option("--json", help="The same as --format jsonl")] = False,
-    imagenet: Annotated[Optional[str], typer.Option(help="Use BACKBONE's own ImageNet head instead of a bundle")] = None,
+    imagenet: Annotated[str | None, typer.Option(help="Use BACKBONE's own ImageNet head instead of a bundle")] = None,
 ) -> None:
     """Top-k labels with probabilities for images, using only what the bundle holds."""
     from autoft.data.source import IMAGE_EXTENSIONS
@@ -271,7 +276,8 @@ def leaderboard(
 def export(
     bundle: Annotated[Path, typer.Argument(help="A bundle folder (or a run folder: its best_model/)")],
     format_: Annotated[str, typer.Option("--format", help="paddle (paddle.jit inference model) or onnx")] = "paddle",
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: BUNDLE/inference, or BUNDLE for onnx)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Output folder (default: BUNDLE/inference, or BUNDLE for onnx)")] = None,
 ) -> None:
     """Export a bundle for deployment and check the export's outputs match the bundle's."""
     from autoft.serving.export import export_bundle
@@ -285,10 +291,10 @@ def export(
 @app.command(short_help="Serve a run's Optuna, VisualDL or Ray dashboard.")
 def dashboard(
     kind: Annotated[str, typer.Argument(help="optuna, ray or visualdl")],
-    run: Annotated[Optional[Path], typer.Argument(help="A run folder")] = None,
+    run: Annotated[Path | None, typer.Argument(help="A run folder")] = None,
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
-    port: Annotated[Optional[int], typer.Option(help="Port (default: optuna 8080, visualdl 8040)")] = None,
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: optuna 8080, visualdl 8040)")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,
 ) -> None:
     """Serve a dashboard for a run (bound to 127.0.0.1 unless --host)."""
     from autoft.observe.dashboards import serve
@@ -299,7 +305,7 @@ def dashboard(
 @app.command(short_help="Draw a run's plots and report.html.")
 def report(
     run: RunDir,
-    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL instead of RUN/optuna.db")] = None,
 ) -> None:
     """Draw a run's plots (PNG) and a self-contained report.html into RUN/report/."""
     from autoft.observe.report import write_report
@@ -384,7 +390,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     debug = os.environ.get("AUTOFT_DEBUG") == "1"
     if not debug:
-        os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ notices; set before paddle loads (and Ray's workers inherit it)
+        # Paddle's C++ notices; set before paddle loads (and Ray's workers inherit it)
+        os.environ.setdefault("GLOG_minloglevel", "2")
     _quiet_libraries(debug)
     try:
         code = app(args=argv, standalone_mode=False)

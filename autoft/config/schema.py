@@ -3,19 +3,36 @@ names), frozen dataclasses, and ``config_from_dict`` validating a mapping key by
 ``config.rules``. Reading YAML is ``config.loader``. Imports neither paddle nor ray."""
 from __future__ import annotations
 
-import enum
 import dataclasses
+import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from autoft.config.paddlehub import param_list
-from autoft.config.rules import (auto_or_count, head_width, at_least_two, backbone_name, check_run_name, choice,
-                                 epoch_or_steps, fraction, half_fraction, image_size, meta, non_negative,
-                                 open_fraction, parse_duration, positive, pretrained_source, seed_value, unknown_key)
-from autoft.errors import ConfigError
+from autoft.config.rules import (
+    at_least_two,
+    auto_or_count,
+    backbone_name,
+    check_run_name,
+    choice,
+    epoch_or_steps,
+    fraction,
+    half_fraction,
+    head_width,
+    image_size,
+    meta,
+    non_negative,
+    open_fraction,
+    parse_duration,
+    positive,
+    pretrained_source,
+    seed_value,
+    unknown_key,
+)
 from autoft.config.space import INT64, MAX_GRID, CategoricalParam, FloatParam, IntParam, SearchSpace, quote
+from autoft.errors import ConfigError
 
 __all__ = [
     "DataConfig", "ModelConfig", "TrainConfig", "SearchConfig", "RunConfig", "OPTIMIZERS", "STRATEGIES",

@@ -7,14 +7,14 @@ import reprlib
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from autoft.errors import ConfigError
 
 __all__ = ["FloatParam", "IntParam", "CategoricalParam", "Param", "SearchSpace", "param_from_dict", "quote",
            "INT64", "MAX_GRID"]
 
-Scalar = Union[int, float, str, bool]
+Scalar = int | float | str | bool
 MAX_GRID = 100_000  # points a grid search may have: each is a fine-tune, and Optuna's GridSampler lists them all
 INT64 = 2**63  # Optuna stores params as float64 and Paddle takes int64: a bigger int cannot reach a trial
 
@@ -72,7 +72,8 @@ class FloatParam:
 
     def grid_size(self) -> int:
         if self.step is None:
-            raise ConfigError(f"space.{self.name}: the grid sampler needs finite values; give `step` or use categorical")
+            raise ConfigError(f"space.{self.name}: the grid sampler needs finite values; give `step` or use "
+                              "categorical")
         count = (self.high - self.low) / self.step  # inf when a tiny step meets a huge range
         return int(round(count)) + 1 if count < sys.maxsize else sys.maxsize
 
@@ -173,7 +174,7 @@ class CategoricalParam:
                           f"got {quote(value)}")
 
 
-Param = Union[FloatParam, IntParam, CategoricalParam]
+Param = FloatParam | IntParam | CategoricalParam
 
 
 def _check_range(name: str, low: float, high: float, log: bool) -> None:
@@ -287,7 +288,7 @@ class SearchSpace:
             raise ConfigError(f"space: the grid has {quote(size)} points, more than the {MAX_GRID} a grid search "
                               "may have; use coarser steps, fewer choices or another sampler")
         axes = [p.grid() for p in self.params]
-        return [dict(zip(self.names, combo)) for combo in itertools.product(*axes)]
+        return [dict(zip(self.names, combo, strict=True)) for combo in itertools.product(*axes)]
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

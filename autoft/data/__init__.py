@@ -11,6 +11,6 @@ from autoft.data.loader import load_data, load_for_config
 from autoft.data.registry import dataset_info, download_dataset, list_datasets
 from autoft.data.transforms import augment, normalize, preprocess_image, read_image
 
-__all__ = ["Split", "ImageData", "load_data", "load_for_config", "list_datasets", "dataset_info", "DatasetInfo", "download_dataset",
-           "check_dataset", "format_report", "CheckReport", "preprocess_image", "read_image", "normalize",
-           "augment"]
+__all__ = ["Split", "ImageData", "load_data", "load_for_config", "list_datasets", "dataset_info", "DatasetInfo",
+           "download_dataset", "check_dataset", "format_report", "CheckReport", "preprocess_image", "read_image",
+           "normalize", "augment"]

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from autoft._fs import autoft_home, make_tmp_dir, recover_dir, swap_dir
 from autoft.data.dataset import Split
 from autoft.data.source import RawSplit, Source, SplitName
 from autoft.errors import DataError
-from autoft._fs import autoft_home, make_tmp_dir, recover_dir, swap_dir
 
 __all__ = ["PREPROCESS_VERSION", "MAX_UNREADABLE_FRACTION", "autoft_home", "default_cache_dir", "fingerprint",
            "load_or_build", "load_or_build_sizes"]
@@ -172,7 +172,7 @@ def _decode_split(
                 ok[start + offset] = False
                 unreadable.append(result)
             else:
-                for size, image in zip(sizes, result):
+                for size, image in zip(sizes, result, strict=True):
                     arrays[size][start + offset] = image
     labels = raw.labels[ok]
     for size, images in arrays.items():

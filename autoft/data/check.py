@@ -105,7 +105,8 @@ def _open(target: str | Path, flatten_nested: bool) -> Source:
 def _inspect(source: Source, raw_items: Sequence[Any], labels: np.ndarray, workers: int | None) -> list[_Item]:
     if isinstance(source.decode, ArrayDecoder):
         images = source.decode.images()
-        return [_inspect_array(source.name_of(i), int(label), images[i]) for i, label in zip(raw_items, labels)]
+        return [_inspect_array(source.name_of(i), int(label), images[i])
+                for i, label in zip(raw_items, labels, strict=True)]
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         return list(pool.map(_inspect_file, raw_items, labels.tolist()))
 
@@ -181,7 +182,7 @@ def _warnings(source: Source, counts: Mapping[SplitName, tuple[int, ...]], unrea
 def _errors(source: Source, counts: Mapping[SplitName, tuple[int, ...]], n_unreadable: int, total: int) -> list[str]:
     out = []
     train = counts[SplitName.TRAIN]
-    empty = [name for name, count in zip(source.class_names, train) if count == 0]
+    empty = [name for name, count in zip(source.class_names, train, strict=True) if count == 0]
     if empty:
         out.append(f"class(es) with no readable training images: {', '.join(empty)}")
     if n_unreadable > MAX_UNREADABLE_FRACTION * total:
@@ -200,7 +201,7 @@ def format_report(report: CheckReport) -> str:
     splits = list(report.counts)
     width = min(max([len(n) for n in report.class_names] + [5]), 40)
     lines = [report.source, f"{'class':<{width}} " + " ".join(f"{s.value:>7}" for s in splits)]
-    rows = list(zip(report.class_names, *(report.counts[s] for s in splits)))
+    rows = list(zip(report.class_names, *(report.counts[s] for s in splits), strict=True))
     for name, *values in rows[:_MAX_TABLE_ROWS]:
         lines.append(f"{name[:width]:<{width}} " + " ".join(f"{v:>7}" for v in values))
     if len(rows) > _MAX_TABLE_ROWS:

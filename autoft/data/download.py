@@ -133,7 +133,8 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.enabled and sys.stderr.isatty():
-            from rich.progress import DownloadColumn, Progress as RichProgress, TransferSpeedColumn
+            from rich.progress import DownloadColumn, TransferSpeedColumn
+            from rich.progress import Progress as RichProgress
 
             self._rich = RichProgress(*RichProgress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
                                       transient=True)

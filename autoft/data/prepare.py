@@ -19,9 +19,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from autoft._fs import atomic_write_text, autoft_home
 from autoft.data import fashion_mnist
 from autoft.data.archive import extract
-from autoft._fs import atomic_write_text, autoft_home
 from autoft.data.catalog import DatasetInfo, Layout, Remote
 from autoft.data.download import OfflineError, fetch, file_digests
 from autoft.errors import DataError

@@ -97,7 +97,7 @@ def hash_files(root: Path, class_names: Sequence[str], splits: Mapping[SplitName
     digest.update(repr(tuple(class_names)).encode())
     for split_name in sorted(splits, key=lambda s: s.value):
         split = splits[split_name]
-        for path, label in zip(split.items, split.labels.tolist()):
+        for path, label in zip(split.items, split.labels.tolist(), strict=True):
             stat = os.stat(path)
             rel = os.path.relpath(path, root)
             digest.update(f"{split_name.value}\0{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0{label}\n".encode())

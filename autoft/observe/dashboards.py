@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from autoft.errors import AutoftError, ConfigError
 from autoft.run.layout import RunDir
 from autoft.run.storage import driver_url, failure_reason, read_study, shown_url, with_password
-from autoft.errors import AutoftError, ConfigError
 
 __all__ = ["serve", "KINDS", "DEFAULT_PORTS", "ray_dashboard_help"]
 

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from autoft.run.bundle import is_bundle
 from autoft._fs import atomic_write_bytes, atomic_write_text, make_tmp_dir, recover_dir, swap_dir
 from autoft.errors import AutoftError, ConfigError
-from autoft.run.layout import BEST_DIR, RunDir
+from autoft.run.bundle import is_bundle
 from autoft.run.escape import printable
+from autoft.run.layout import BEST_DIR, RunDir
 from autoft.run.leaderboard import Leaderboard, is_blank, load_leaderboard
 from autoft.run.records import TrialStatus
 from autoft.run.storage import STUDY_FILE, StudyRef, open_read_only, read_study, shown_url
@@ -359,8 +359,8 @@ def _learning_curves(run: _Run) -> tuple[Any, str]:
 def _confusion_matrix(run: _Run) -> tuple[Any, str]:
     from matplotlib.figure import Figure
 
-    from autoft.serving.predict import Predictor
     from autoft.data import load_for_config
+    from autoft.serving.predict import Predictor
 
     bundle = run.dir / BEST_DIR
     if not is_bundle(bundle):

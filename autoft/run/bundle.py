@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from autoft.errors import BundleError
 from autoft._fs import atomic_write_json, make_tmp_dir, recover_dir, swap_dir, swap_in_flight, write_safetensors
+from autoft.errors import BundleError
 
 __all__ = ["BundleMeta", "Bundle", "BundleReplaced", "save_bundle", "load_bundle", "is_bundle", "copy_bundle",
            "check_weights_fit", "WEIGHTS_FILE", "META_FILE", "MAX_IMAGE_SIZE"]

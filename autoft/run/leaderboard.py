@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoft.run.bundle import copy_bundle, is_bundle
 from autoft._fs import atomic_write_text
-from autoft.run.layout import BEST_DIR, RunDir
+from autoft.run.bundle import copy_bundle, is_bundle
 from autoft.run.escape import CSV_LINE_END, csv_cell, md_cell
+from autoft.run.layout import BEST_DIR, RunDir
 from autoft.run.records import TrialRecord, read_trials
 
 if TYPE_CHECKING:

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from autoft.config import RunConfig
+from autoft.config.space import Param
 from autoft.errors import ConfigError
 from autoft.run.layout import RunDir
 from autoft.run.records import read_trials
-from autoft.config.space import Param
 
 __all__ = ["warm_start", "top_params"]
 

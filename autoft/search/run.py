@@ -1,5 +1,6 @@
-"""`autoft search`: the run folder, the study, resume, then trials under Ray Tune (autoft.search.tuner, autoft.search.trial),
-then the leaderboard, the winner and the report. Ray and Optuna are imported only when a search runs."""
+"""`autoft search`: the run folder, the study, resume, then trials under Ray Tune (autoft.search.tuner,
+autoft.search.trial), then the leaderboard, the winner and the report. Ray and Optuna are imported only when a search
+runs."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,18 +16,24 @@ from typing import Any
 
 import yaml
 
-from autoft._fs import atomic_write_text, autoft_home, remove_tree
+from autoft._fs import LOCK_FILE, RunLock, atomic_write_text, autoft_home, check_writable, remove_tree
 from autoft.config import RunConfig, config_to_dict
-from autoft.errors import PADDLE_MISSING, AutoftError, ConfigError
-from autoft.run.leaderboard import Leaderboard, promote_best, write_leaderboard
-from autoft.observe.report import try_write_report
-from autoft._fs import LOCK_FILE, RunLock, check_writable
 from autoft.config.rules import check_run_name
+from autoft.errors import PADDLE_MISSING, AutoftError, ConfigError
+from autoft.observe.report import try_write_report
 from autoft.run.layout import RunDir
-from autoft.run.storage import (StudyRef, check_study_name, open_storage, read_study, recorded_url,
-                                 shown_url, write_study)
-from autoft.search.resume import check_resumed_space, prepare_resume
+from autoft.run.leaderboard import Leaderboard, promote_best, write_leaderboard
+from autoft.run.storage import (
+    StudyRef,
+    check_study_name,
+    open_storage,
+    read_study,
+    recorded_url,
+    shown_url,
+    write_study,
+)
 from autoft.search.progress import Progress
+from autoft.search.resume import check_resumed_space, prepare_resume
 from autoft.search.trial import load_trial_data
 
 __all__ = ["search", "SearchOutcome", "Progress", "load_trial_data", "load_run_config"]
@@ -51,7 +58,8 @@ class SearchOutcome:
 
 def new_run_dir(cfg: RunConfig, results_dir: str | Path, name: str | None) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(results_dir).resolve() / (check_run_name("--name", name) if name is not None else f"{cfg.name}-{stamp}")
+    folder = check_run_name("--name", name) if name is not None else f"{cfg.name}-{stamp}"
+    run_dir = Path(results_dir).resolve() / folder
     _refuse_used(run_dir)
     return run_dir
 

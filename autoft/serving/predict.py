@@ -12,9 +12,17 @@ import numpy as np
 
 from autoft.data import walk
 from autoft.data.transforms import read_image
-from autoft.run.bundle import META_FILE, WEIGHTS_FILE, Bundle, BundleMeta, BundleReplaced, check_weights_fit, is_bundle, \
-    load_bundle
 from autoft.errors import BundleError, DataError
+from autoft.run.bundle import (
+    META_FILE,
+    WEIGHTS_FILE,
+    Bundle,
+    BundleMeta,
+    BundleReplaced,
+    check_weights_fit,
+    is_bundle,
+    load_bundle,
+)
 from autoft.serving.engine import INFERENCE_DIR, TOLERANCE, InferenceRunner, cached_export, check_batch, is_exported
 
 log = logging.getLogger("autoft.serving.predict")
@@ -180,7 +188,7 @@ class Predictor:
         for start in range(0, len(good), self.batch_size):
             chunk = good[start:start + self.batch_size]
             probs = _softmax(self.logits(np.stack([img for _, img in chunk])))
-            for (i, _), row in zip(chunk, probs):
+            for (i, _), row in zip(chunk, probs, strict=True):
                 order = np.argsort(-row)[:top_k]
                 top = tuple((self.meta.class_names[j], float(row[j])) for j in order)
                 results[i] = Prediction(path=str(paths[i]), top=top)

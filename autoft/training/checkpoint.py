@@ -21,7 +21,8 @@ from autoft._fs import atomic_write_json, make_tmp_dir, recover_dir, swap_dir, w
 from autoft.errors import TrialError
 from autoft.training.strategies import Strategy
 
-__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path", "model_weights", "MODEL_FILE", "OPTIMIZER_FILE", "STATE_FILE"]
+__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_path", "model_weights", "MODEL_FILE", "OPTIMIZER_FILE",
+           "STATE_FILE"]
 
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"

@@ -171,14 +171,14 @@ def fit(cfg: RunConfig, data: ImageData, *, bundle_dir: Path | None = None, repo
     loop = TrainLoop(cfg=t, model=model, net=net, strategy=strategy, data=data, mean=tuple(model.spec.mean),
                      std=tuple(model.spec.std), steps_per_epoch=spe, on_eval=keeper,
                      log=log or (lambda _msg: None), scaler=_scaler(t, device), rank=rank, world=world)
-    epoch = 0
+    done = 0  # epochs a restored checkpoint already trained
     if restore is not None:
-        epoch, loop.step = _restore(Path(restore), model, strategy, keeper)
+        done, loop.step = _restore(Path(restore), model, strategy, keeper)
     run_epoch = train_one_epoch
     if t.freeze_backbone and world == 1 and features.enabled():
         # head-only: train on cached backbone features (non-augmented images)
         run_epoch, keeper.score = features.head_only_training(loop, loop.log)
-    for epoch in range(epoch + 1, t.epochs + 1):
+    for epoch in range(done + 1, t.epochs + 1):
         run_epoch(loop, epoch)
         # saved before the evaluation reports, so a report (pbt's tune.report) can hand this epoch's checkpoint on
         if t.save_ckpt_interval and epoch % t.save_ckpt_interval == 0 and rank == 0:
@@ -190,7 +190,7 @@ def fit(cfg: RunConfig, data: ImageData, *, bundle_dir: Path | None = None, repo
         elif epoch == t.epochs and loop.step % t.eval_interval:
             keeper(loop, epoch, loop.step / spe)  # the final weights are always evaluated
     has_bundle = bundle_dir is not None and keeper.best is not None and is_bundle(bundle_dir)
-    return _result(keeper.best, keeper.history, epoch, time.perf_counter() - start,
+    return _result(keeper.best, keeper.history, max(done, t.epochs), time.perf_counter() - start,
                    bundle_dir if has_bundle else None)
 
 

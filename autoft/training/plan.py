@@ -48,11 +48,11 @@ def make_plan(cfg: RunConfig) -> Plan:
     """Load the data (filling the cache), build the model with its weights, time two steps of the first config."""
     import paddle
 
-    from autoft.data.check import check_for_config
     from autoft.data import load_for_config
+    from autoft.data.check import check_for_config
+    from autoft.training.depthwise import configure
     from autoft.training.fit import build_model
     from autoft.training.loop import TrainLoop, steps_per_epoch, train_step
-    from autoft.training.depthwise import configure
     from autoft.training.strategies import build_strategy
 
     report = check_for_config(cfg)
@@ -109,7 +109,9 @@ def _first_batch(data: Any, batch_size: int) -> tuple[Any, Any]:
 
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def format_plan(cfg: RunConfig, plan: Plan) -> str:
