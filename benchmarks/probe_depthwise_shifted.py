@@ -3,7 +3,7 @@ kernel, forward + backward, one thread, on shapes EfficientNet-Lite0 trains at 3
 
 Run: ``python benchmarks/probe_depthwise_shifted.py``. Measured 2026-12-02 on the 2-core CI machine: the shifted
 form is 1.06-21x slower than Paddle's kernel (the slices and their backward dominate), so autoft does not use it;
-README "Performance" cites it.
+docs/performance.md cites it.
 """
 from __future__ import annotations
 

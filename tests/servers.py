@@ -126,7 +126,7 @@ def kill_marked(marker: str, grace: float = 0.0) -> None:
 @contextmanager
 def ray_cluster(cpus_per_node: int = 1) -> Iterator[RayCluster]:
     """A head and a second node on this machine, token authentication on (one token for every node and the
-    driver, as the README's recipe says), one CPU each."""
+    driver, as docs/clusters.md's recipe says), one CPU each."""
     marker = secrets.token_hex(8)
     port = free_port()
     ray_cli = str(Path(sys.executable).parent / "ray")

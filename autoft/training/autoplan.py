@@ -41,8 +41,8 @@ _OVERHEAD = {"ray": 15.0, "report": 20.0, "per_trial": 4.0}  # seconds: Ray's st
 # Good first trials, enqueued before the sampler's own (zero-shot HPO): four per mode, chosen greedily for the best
 # val_acc across datasets by ``python -m benchmarks.portfolio select`` from a pool of candidates fine-tuned on the
 # bundled Fashion-MNIST subset, scikit-learn's digits, synthetic shapes and synthetic textures
-# (benchmarks/data/portfolio-{full,head}.json; a test checks this list is what that selection gives). README "No
-# YAML" says how.
+# (benchmarks/data/portfolio-{full,head}.json; a test checks this list is what that selection gives).
+# docs/no-yaml.md says how.
 PORTFOLIO: dict[str, tuple[dict[str, Any], ...]] = {
     "full": ({"learning_rate": 0.00158114, "regularization_coeff": 5.62341e-06, "batch_size": 16, "optimizer": "adamw"},
              {"learning_rate": 0.000629463, "regularization_coeff": 5.62341e-06, "batch_size": 16, "optimizer": "adam"},
