@@ -53,7 +53,7 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Call ``write`` on a temp file beside ``path``, then rename it over ``path``: no partial file survives."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ def _pth_path(name: str) -> Any:
     dist = package.replace("_", "-")
     try:
         models = importlib.resources.files(package) / "models"
-        found = sorted(p for p in models.iterdir() if p.name.endswith(".pth"))
+        found = sorted((p for p in models.iterdir() if p.name.endswith(".pth")), key=lambda p: p.name)
     except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
         found = []
     if not found:

@@ -113,7 +113,7 @@ def read_pth(path: str | Path) -> dict[str, np.ndarray]:
     storages: dict[str, _Storage] = {}
     try:
         obj = _read_zip(path, storages) if zipfile.is_zipfile(path) else _read_legacy(path, storages)
-    except (*UNREADABLE, zipfile.BadZipFile) as exc:
+    except UNREADABLE + (zipfile.BadZipFile,) as exc:
         raise WeightsError(f"{path} is not a readable torch checkpoint ({first_line(exc)})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]  # a training checkpoint that wraps the weights
@@ -148,7 +148,7 @@ def _read_legacy(path: Path, storages: dict[str, _Storage]) -> Any:
         sys_info = _plain_load(stream, path)
         if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
             raise WeightsError(f"{path} was saved on a big-endian machine, which is not supported")
-        obj = _SafeUnpickler(stream, path, storages).load()  # type: ignore[arg-type]
+        obj = _SafeUnpickler(stream, path, storages).load()
         for key in _plain_load(stream, path):
             storage = storages[text(key)]
             count = int(np.frombuffer(stream.read(8), dtype="<i8")[0])

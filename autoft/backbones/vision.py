@@ -94,12 +94,13 @@ def _builder(name: str) -> Callable[[], Any]:
         from autoft.backbones.classifier import PooledBackbone
 
         fn_name, feature_dim = _MODELS[name].factory, _MODELS[name].feature_dim
-        factory = {  # explicit table rather than getattr(models, fn_name): the names are fixed and checked here
+        factories: dict[str, Callable[..., Any]] = {  # explicit table rather than getattr(models, fn_name)
             "resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50": models.resnet50,
             "resnet101": models.resnet101, "resnet152": models.resnet152, "mobilenet_v1": models.mobilenet_v1,
             "mobilenet_v2": models.mobilenet_v2, "mobilenet_v3_small": models.mobilenet_v3_small,
             "mobilenet_v3_large": models.mobilenet_v3_large, "shufflenet_v2_x1_0": models.shufflenet_v2_x1_0,
-        }[fn_name]
+        }
+        factory = factories[fn_name]  # the names are fixed and checked here
         if name.startswith("mobilenet_v3"):
             # v3's pretrained classifier starts with Linear(960|576 -> 1280|1024) + Hardswish: keep those in the
             # backbone so its ImageNet features (and 1000-class head) are used as trained.

@@ -146,7 +146,9 @@ def search(
         from autoft.run.layout import RunDir as Run
         from autoft.training.plan import format_plan, make_plan
 
-        cfg = cfg if cfg is not None else Run(Path(resume)).load_config("--resume")
+        if cfg is None:
+            assert resume is not None  # every other path built a config (or returned) above
+            cfg = Run(Path(resume)).load_config("--resume")
         print(format_plan(cfg, make_plan(cfg)))
         return
     from autoft.search.run import search as run_search
@@ -166,7 +168,8 @@ def search(
         console.print("Stopped on the time budget (search.time_budget).")
     if outcome.best_model is not None:
         best = outcome.leaderboard.best
-        console.print(f"Best val_acc {best.best['val_acc']:.4f} (trial {best.trial_id}); "
+        assert best is not None  # a bundle was promoted: the top trial scored
+        console.print(f"Best val_acc {best.require_best()['val_acc']:.4f} (trial {best.trial_id}); "
                       f"best bundle: {outcome.best_model}")
         console.print(f"Predict with: autoft predict {outcome.best_model} IMAGE...")
         if outcome.test_metrics is not None:
@@ -248,7 +251,11 @@ def predict(
     if not paths:
         raise AutoftError(f"predict: no image files in {', '.join(map(str, inputs))} "
                           f"(suffixes {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    predictor = Predictor.imagenet(imagenet) if imagenet is not None else Predictor(bundle)
+    if imagenet is not None:
+        predictor = Predictor.imagenet(imagenet)
+    else:
+        assert bundle is not None  # refused above
+        predictor = Predictor(bundle)
     preds = predictor.predict(paths, top_k=top_k)
     for p in preds:
         if p.error:
@@ -380,7 +387,7 @@ def _usage_exit(exc: BaseException) -> None:
         sys.stdout.write(message.rstrip("\n") + "\n")
         sys.exit(0)
     first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-    ctx = getattr(exc, "ctx", None)
+    ctx: Any = getattr(exc, "ctx", None)  # click's Context, when the error has one
     hint = f" (see {ctx.command_path} --help)" if getattr(ctx, "command_path", None) else ""
     _err(first + hint)
     sys.exit(2)

@@ -344,7 +344,7 @@ def config_from_dict(raw: Any, source: str = "<dict>") -> RunConfig:
     search = sections["search"]
     init: dict[str, Any] = {}
     init_keys: dict[str, str] = {}
-    hub_list = raw.get("param_list")
+    hub_list: Any = raw.get("param_list")  # raw YAML: param_list() checks it
     if isinstance(space_raw, Mapping) and list(space_raw) == ["param_list"]:  # `space: {param_list: [...]}`
         if "param_list" in raw:
             raise ConfigError("param_list: give either `space:` or PaddleHub `param_list:`, not both")

@@ -68,7 +68,9 @@ class FloatParam:
         return math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
 
     def grid(self) -> list[Scalar]:
-        return [round(self.low + i * self.step, 12) for i in range(self.grid_size())]
+        size, step = self.grid_size(), self.step  # grid_size refuses a missing step
+        assert step is not None
+        return [round(self.low + i * step, 12) for i in range(size)]
 
     def grid_size(self) -> int:
         if self.step is None:

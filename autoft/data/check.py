@@ -102,7 +102,8 @@ def _open(target: str | Path, flatten_nested: bool) -> Source:
     return open_source(Path(target), flatten_nested=flatten_nested)
 
 
-def _inspect(source: Source, raw_items: Sequence[Any], labels: np.ndarray, workers: int | None) -> list[_Item]:
+def _inspect(source: Source, raw_items: Sequence[Any] | np.ndarray, labels: np.ndarray,
+             workers: int | None) -> list[_Item]:
     if isinstance(source.decode, ArrayDecoder):
         images = source.decode.images()
         return [_inspect_array(source.name_of(i), int(label), images[i])
@@ -163,7 +164,7 @@ def _warnings(source: Source, counts: Mapping[SplitName, tuple[int, ...]], unrea
     if unreadable:
         out.append(f"{len(unreadable)} unreadable or corrupt file(s), skipped in training: " + _examples(unreadable))
     if duplicates:
-        pairs = defaultdict(int)
+        pairs: defaultdict[str, int] = defaultdict(int)
         for dup in duplicates:
             pairs["/".join(s.value for s in dup.splits)] += 1
         where = ", ".join(f"{n} across {p}" for p, n in sorted(pairs.items()))
@@ -220,5 +221,8 @@ def check_for_config(cfg: RunConfig) -> CheckReport:
     """The check a run gets before it trains; "tiny" there means upscaled more than 2x to the training size."""
     from autoft.config import resolve_image_size
 
-    return check_dataset(cfg.data.path or cfg.data.dataset, flatten_nested=cfg.data.flatten_nested,
+    # exactly one is set (config_from_dict); `path: ""` is the current folder, as load_data reads it
+    target = cfg.data.path if cfg.data.path is not None else cfg.data.dataset
+    assert target is not None
+    return check_dataset(target, flatten_nested=cfg.data.flatten_nested,
                          tiny_px=max(1, resolve_image_size(cfg) // 2))

@@ -32,12 +32,12 @@ class SplitName(str, Enum):
 class RawSplit:
     """Undecoded items (file paths, or raw image arrays) with their int64 labels, index-aligned."""
 
-    items: Sequence[Any]
+    items: Sequence[Any] | np.ndarray
     labels: np.ndarray
 
     def take(self, indices: np.ndarray) -> RawSplit:
         if isinstance(self.items, np.ndarray):
-            items: Sequence[Any] = self.items[indices]
+            items: Sequence[Any] | np.ndarray = self.items[indices]
         else:
             items = [self.items[i] for i in indices]
         return RawSplit(items, self.labels[indices])

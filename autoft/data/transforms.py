@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -93,13 +93,13 @@ def _white_level(img: Image.Image) -> float:
         return 1.0
     bits, signed = (16, False) if img.mode.startswith("I;16") or img.format == "PNG" else (32, True)
     if img.format == "TIFF":
-        tags = img.tag_v2
+        tags = img.tag_v2  # type: ignore[attr-defined]  # format TIFF: a TiffImageFile; the stubs cannot narrow
         bits = _first(tags.get(_TIFF_BITS_PER_SAMPLE), bits)
         signed = _first(tags.get(_TIFF_SAMPLE_FORMAT), _TIFF_SIGNED if signed else 1) == _TIFF_SIGNED
     return float(2 ** (bits - signed) - 1)
 
 
-def _first(value: object, default: int) -> int:
+def _first(value: Any, default: int) -> int:
     # a TIFF tag holds one value per band, and a wide-sample image has one band
     if isinstance(value, tuple):
         value = value[0] if value else None
@@ -230,11 +230,12 @@ def augment(batch: np.ndarray, rng: np.random.Generator, pad: int | None = None)
     """
     if batch.ndim != 4 or batch.shape[1] != batch.shape[2]:
         raise ValueError(f"batch must be [N, S, S, C], got shape {batch.shape}")
-    n, size = batch.shape[0], batch.shape[1]
+    n: int = batch.shape[0]
+    size: int = batch.shape[1]
     pad = max(1, size // 8) if pad is None else pad
     if pad < 0:
         raise ValueError(f"pad must be >= 0, got {pad}")
-    mode = "reflect" if pad < size else "constant"
+    mode: Literal["reflect", "constant"] = "reflect" if pad < size else "constant"
     padded = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode=mode)
     offsets_y = rng.integers(0, 2 * pad + 1, size=n)
     offsets_x = rng.integers(0, 2 * pad + 1, size=n)

@@ -276,6 +276,7 @@ def _param_importances(run: _Run) -> tuple[Any, str]:
     if len(params) < 2:
         raise _Skip(f"a single searched parameter ({', '.join(params) or 'none'}) is trivially all the importance")
     evaluator, method = _importance_evaluator()
+    assert run.study is not None  # _complete_trials skips the plot without one
     return _figure_of(plot_param_importances(run.study, evaluator=evaluator, target_name="val_acc")), \
         f"How much each hyperparameter matters to val_acc ({method} over the {len(complete)} complete trials)."
 
@@ -445,7 +446,7 @@ def _summary(run: _Run) -> str:
     line = "No trial finished."
     if best is not None:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
-        line = f"Best val_acc <b>{best.best['val_acc']:.4f}</b> (trial {e(best.trial_id)}: {e(params)})."
+        line = f"Best val_acc <b>{best.require_best()['val_acc']:.4f}</b> (trial {e(best.trial_id)}: {e(params)})."
     return (f"<p>{len(records)} of {run.cfg.search.trials} trials: {e(status or 'none')}. {line}</p>"
             f"<p class='note'>Written {e(time.strftime('%Y-%m-%d %H:%M:%S'))} from {e(str(run.dir))}</p>")
 

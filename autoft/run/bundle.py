@@ -115,7 +115,7 @@ def _rgb(positive: bool) -> Rule:
         if not numbers or (positive and min(value) <= 0):
             raise _bad(where, key, "must be 3 finite numbers > 0 (R, G, B)" if positive
                        else "must be 3 finite numbers (R, G, B)", value)
-        return tuple(float(v) for v in value)
+        return float(value[0]), float(value[1]), float(value[2])
     return rule
 
 

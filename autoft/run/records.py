@@ -54,6 +54,13 @@ class TrialRecord:
             return None
         return max(good, key=lambda h: (h["val_acc"], -float(h.get("val_loss", math.inf))))
 
+    def require_best(self) -> dict[str, Any]:
+        """``best`` of a trial the caller knows has scored (ranked, selected, filtered on ``best``)."""
+        best = self.best
+        if best is None:
+            raise ValueError(f"trial {self.trial_id} has no evaluation with a finite val_acc")
+        return best
+
     @property
     def epochs_run(self) -> float:
         return max((float(h.get("epoch", 0)) for h in self.history), default=0.0)

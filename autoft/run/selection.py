@@ -93,8 +93,8 @@ def rerun_stats(records: Sequence[TrialRecord]) -> list[RerunStats]:
         # a scheduler-stopped original trained fewer epochs than its reruns: it is not the same experiment
         runs = ([original] if original.status is TrialStatus.COMPLETED and _val_acc(original) is not None else [])
         runs += sorted(reruns, key=lambda r: r.extra.get("seed", 0))
-        values = tuple(_val_acc(r) for r in runs)
-        best = max(runs, key=lambda r: (_val_acc(r), -float(r.best.get("val_loss", math.inf))))
+        values = tuple(float(r.require_best()["val_acc"]) for r in runs)  # each one passed _val_acc above
+        best = max(runs, key=lambda r: (_val_acc(r), -float(r.require_best().get("val_loss", math.inf))))
         out.append(RerunStats(trial_id=origin, params=dict(original.params), runs=tuple(r.trial_id for r in runs),
                               values=values, best_run=best.trial_id))
     return sorted(out, key=lambda s: (-s.mean, s.std, s.trial_id))
@@ -131,7 +131,8 @@ def rerun_plan(cfg: RunConfig, records: Sequence[TrialRecord]) -> list[dict[str,
     Runs already finished (a resumed search) are not planned again.
     """
     originals = [r for r in records if "rerun_of" not in r.extra and _val_acc(r) is not None]
-    originals.sort(key=lambda r: (-_val_acc(r), float(r.best.get("val_loss", math.inf)), r.started))
+    originals.sort(key=lambda r: (-float(r.require_best()["val_acc"]),
+                                  float(r.require_best().get("val_loss", math.inf)), r.started))
     done = {(r.extra["rerun_of"], r.extra.get("seed")) for r in records
             if "rerun_of" in r.extra and r.status.finished}
     plan = []

@@ -33,7 +33,8 @@ def top_params(run_dir: str | Path, cfg: RunConfig, k: int) -> list[dict[str, An
     run = RunDir.require(run_dir, "--warm-start", ConfigError)
     scored = [r for r in read_trials(run.path)
               if r.status.finished and r.best is not None and "rerun_of" not in r.extra]
-    scored.sort(key=lambda r: (-float(r.best["val_acc"]), float(r.best.get("val_loss", math.inf))))
+    scored.sort(key=lambda r: (-float(r.require_best()["val_acc"]),
+                               float(r.require_best().get("val_loss", math.inf))))
     space = {p.name: p for p in cfg.space}
     out: list[dict[str, Any]] = []
     for record in scored:

@@ -3,7 +3,7 @@ population that stops starting members and the stopper that ends running trials 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +27,9 @@ class Budget:
             self.hit = True
         return self.hit
 
-    def stop_trial(self, trial_id: str, result: dict[str, Any]) -> bool:
+    def stop_trial(self, trial_id: str, result: Mapping[str, Any]) -> bool:
         """Tune's ``stop`` callable: past the budget, each running trial stops at its next evaluation."""
         return self.spent()
 
-    def stopper(self) -> Callable[[str, dict[str, Any]], bool] | None:
+    def stopper(self) -> Callable[[str, Mapping[str, Any]], bool] | None:
         return None if self.deadline is None else self.stop_trial

@@ -54,14 +54,14 @@ class TrialCheckpoints:
         if not self.interval:
             return cfg
         self.params = dict(params)
-        self.directory = Path(tempfile.mkdtemp(prefix=f"autoft-ckpt-{self.trial_id}-"))
+        self.directory = directory = Path(tempfile.mkdtemp(prefix=f"autoft-ckpt-{self.trial_id}-"))
         given = tune.get_checkpoint()
         if given is not None:
-            self.restore = self._fetch(given)
+            self.restore = self._fetch(given, directory)
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, save_ckpt_interval=self.interval))
 
-    def _fetch(self, checkpoint: Any) -> Path:
-        local = Path(checkpoint.to_directory(str(self.directory / "restore")))
+    def _fetch(self, checkpoint: Any, directory: Path) -> Path:
+        local = Path(checkpoint.to_directory(str(directory / "restore")))
         owner = json.loads((local / OWNER_FILE).read_text()) if (local / OWNER_FILE).is_file() else {}
         self.log(f"restoring the checkpoint of trial {owner.get('trial_id', '?')} at epoch {owner.get('epoch', '?')}")
         changed = [k for k in _OPTIMIZER_KEYS if k in self.params and k in owner.get("params", {})

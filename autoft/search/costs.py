@@ -22,6 +22,7 @@ from typing import Any
 
 from autoft._fs import atomic_write_text
 from autoft.config import RunConfig, resolve_image_size
+from autoft.config.space import CategoricalParam
 from autoft.training.autoplan import pixel_cost
 
 __all__ = ["COMPUTE", "COST_KEYS", "COSTS_FILE", "Measured", "combination", "combinations", "cost_aware",
@@ -51,8 +52,7 @@ def _values(cfg: RunConfig, keys: tuple[str, ...], default: Any) -> list[Any]:
     for key in keys:
         param = cfg.space.get(key)
         if param is not None:
-            choices = getattr(param, "choices", None)
-            return list(choices) if choices is not None else [param.low, param.high]
+            return list(param.choices) if isinstance(param, CategoricalParam) else [param.low, param.high]
     return [default]
 
 

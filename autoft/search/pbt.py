@@ -183,5 +183,6 @@ class PbtSearcher(BasicVariantGenerator):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "study": None}  # as StudySearch: tuner.pkl must not hold the storage's password
 
-    def save_to_dir(self, dirpath: str, session_str: str) -> bool:
+    # BasicVariantGenerator's own save_to_dir narrows SearchAlgorithm's (dirpath, **kwargs) the same way
+    def save_to_dir(self, dirpath: str, session_str: str) -> bool:  # type: ignore[override]
         return False  # as StudySearch.save: a pickle in ray/ would hold the storage URL; the study is the state

@@ -42,7 +42,8 @@ class PlanSearcher(Searcher):
         self.todo = list(plan)
         self.given: dict[str, dict[str, Any]] = {}
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Ray annotates suggest as returning dict | None, leaving out its own Searcher.FINISHED (a str)
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if not self.todo:
             return Searcher.FINISHED
         self.given[trial_id] = self.todo.pop(0)
@@ -102,7 +103,7 @@ def final_fit(cfg: RunConfig, run_dir: Path, winner: TrialRecord, data: ImageDat
     from autoft.training.fit import build_model, fit
 
     run = RunDir(Path(run_dir))
-    epochs = max(1, math.ceil(float(winner.best["epoch"])))
+    epochs = max(1, math.ceil(float(winner.require_best()["epoch"])))
     params = dict(winner.params)
     if "seed" in winner.extra:
         params[SEED_KEY] = winner.extra["seed"]
@@ -121,7 +122,7 @@ def final_fit(cfg: RunConfig, run_dir: Path, winner: TrialRecord, data: ImageDat
         weights = load_file(str(checkpoint_path(tmp / "ckpt", epochs) / MODEL_FILE))
         meta = load_bundle(tmp / "bundle").meta
         metrics = {"epoch": epochs, "final_fit": "train+val", "selection_trial": winner.trial_id,
-                   "selection_val_acc": float(winner.best["val_acc"])}
+                   "selection_val_acc": float(winner.require_best()["val_acc"])}
         meta = dataclasses.replace(meta, metrics=metrics, num_train_samples=len(merged.train), created="")
         save_bundle(run.best_model, weights, meta)
     finally:

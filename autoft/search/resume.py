@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autoft.run.layout import RunDir
-from autoft.run.records import TrialStatus, read_trials
+from autoft.run.records import TrialRecord, TrialStatus, read_trials
 from autoft.search.study_space import check_study_space
 
 __all__ = ["check_resumed_space", "prepare_resume"]
@@ -52,14 +52,21 @@ def prepare_resume(run_dir: Path, storage: optuna.storages.BaseStorage, study_na
             run.interrupted.mkdir(exist_ok=True)
             os.replace(run.trial(record.trial_id), run.interrupted / record.trial_id)
     records = {r.trial_id: r for r in read_trials(run_dir)}
-    for ot in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if study else []:
-        record = records.get(ot.user_attrs.get("ray_trial_id"))
+    if study:
+        _settle_running(study, storage, records)
+    return sum(1 for r in records.values() if r.status.finished or r.status is TrialStatus.FAILED)
+
+
+def _settle_running(study: optuna.Study, storage: optuna.storages.BaseStorage,
+                    records: dict[str, TrialRecord]) -> None:
+    """The study's trials still RUNNING: finished from their trial.json when it finished, else failed and enqueued."""
+    for ot in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = records.get(ot.user_attrs.get("ray_trial_id", ""))  # "": no trial.json has an empty trial_id
         if record is not None and record.status.finished:
             early = record.status is TrialStatus.STOPPED
             storage.set_trial_state_values(ot._trial_id, TrialState.PRUNED if early else TrialState.COMPLETE,
-                                           None if early else [record.best["val_acc"]])
+                                           None if early else [record.require_best()["val_acc"]])
             continue
         storage.set_trial_system_attr(ot._trial_id, "fail_reason", "interrupted; re-run on resume")
         storage.set_trial_state_values(ot._trial_id, TrialState.FAIL)
         study.enqueue_trial(ot.params, skip_if_exists=False)
-    return sum(1 for r in records.values() if r.status.finished or r.status is TrialStatus.FAILED)

@@ -160,6 +160,7 @@ def search(cfg: RunConfig | None = None, *, results_dir: str | Path = "results",
     if resume is None and storage is not None:
         _refuse_taken_study(storage, ref, url or "", cfg, message, joining=study is not None)
     if resume is not None:  # before the data is decoded: an edited space that cannot go on changes nothing
+        assert storage is not None  # opened above for every resume
         check_resumed_space(run_dir, storage, ref.name, cfg.space.to_optuna(), message)
     if address:
         from autoft.search.tuner import check_address
@@ -315,6 +316,7 @@ def _search_locked(cfg: RunConfig, run_dir: Path, data: Any, storage: Any, ref: 
                 from autoft.search.reruns import final_fit
 
                 winner = select_winner(board.records) or board.best
+                assert winner is not None  # promote_best found it: best is not None
                 on_message(f"final fit: trial {winner.trial_id}'s configuration on train+val "
                            f"({len(data.train) + len(data.val)} images)")
                 best = final_fit(cfg, run_dir, winner, data)

@@ -3,6 +3,7 @@ registry covers the Enum that config validation reads)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
 
@@ -15,7 +16,7 @@ from autoft.search.recorder import Recorder
 __all__ = ["SCHEDULER_FACTORIES", "make_scheduler"]
 
 SchedulerFactory = Callable[[RunConfig, "Recorder | None", "Measured | None"], TrialScheduler]
-_COMMON = {"time_attr": "epoch", "metric": "val_acc", "mode": "max"}
+_COMMON: dict[str, Any] = {"time_attr": "epoch", "metric": "val_acc", "mode": "max"}
 
 
 def _asha(cfg: RunConfig, recorder: Recorder | None, costs: Measured | None) -> TrialScheduler:
@@ -26,8 +27,10 @@ def _asha(cfg: RunConfig, recorder: Recorder | None, costs: Measured | None) -> 
     s, epochs = cfg.search, cfg.train.epochs
     if cost_aware(cfg):
         cheapest, dearest = cost_range(cfg, costs)
-        return ASHAScheduler(max_t=epochs * dearest / cheapest, grace_period=min(s.grace_period, epochs),
-                             reduction_factor=s.reduction_factor, **{**_COMMON, "time_attr": COMPUTE})
+        # Ray annotates max_t as int; its rungs are computed in floats, and compute units are fractional
+        return ASHAScheduler(max_t=epochs * dearest / cheapest,  # type: ignore[arg-type]
+                             grace_period=min(s.grace_period, epochs), reduction_factor=s.reduction_factor,
+                             **{**_COMMON, "time_attr": COMPUTE})
     return ASHAScheduler(max_t=epochs, grace_period=min(s.grace_period, epochs), reduction_factor=s.reduction_factor,
                          **_COMMON)
 

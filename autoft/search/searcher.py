@@ -36,7 +36,8 @@ class StudySearch(OptunaSearch):
         self.epochs = cfg.train.epochs
         self.budget = budget
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    # Ray annotates suggest as returning dict | None, leaving out its own Searcher.FINISHED (a str)
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self.budget.spent():
             return Searcher.FINISHED
         params = super().suggest(trial_id)

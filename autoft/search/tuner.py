@@ -162,7 +162,7 @@ def _gcs_reason(address: str, deadline: float) -> str | None:
     """Ray's own GCS client asks for the cluster id (``ray._raylet.InnerGcsClient``: private, pinned by the cluster
     tests): another gRPC server (a raylet's port, any other service) answers UNIMPLEMENTED. A cluster that refuses
     this driver's authentication is a GCS all the same: ray.init then says what it needs."""
-    from ray._raylet import InnerGcsClient
+    from ray._raylet import InnerGcsClient  # type: ignore[attr-defined]  # private: ray's _raylet.pyi omits it
     from ray.exceptions import AuthenticationError
 
     budget_ms = max(1000, int((deadline - time.monotonic()) * 1000))
@@ -284,7 +284,7 @@ def max_concurrent(cfg: RunConfig) -> int:
 
 def run_tuner(cfg: RunConfig, run_dir: Path, *, searcher: Searcher | SearchAlgorithm, recorder: Recorder, name: str,
               num_samples: int, param_names: Sequence[str], scheduler: TrialScheduler | None = None,
-              stop: Callable[[str, dict[str, Any]], bool] | None = None, callbacks: Sequence[Callback] = (),
+              stop: Callable[[str, Mapping[str, Any]], bool] | None = None, callbacks: Sequence[Callback] = (),
               costs: Mapping[tuple[str, int], float] | None = None) -> bool:
     """Run up to ``num_samples`` trials of ``cfg`` under Tune; True when Ctrl-C (or a crash) left trials running,
     which are then marked interrupted. ``costs``: measured epoch seconds per (backbone, image size)

@@ -89,13 +89,13 @@ class Predictor:
         self.fast: InferenceRunner | None = None
         threads = threads or os.cpu_count() or 1
         if is_exported(self.bundle_dir) and not is_bundle(self.bundle_dir):  # `autoft export` output
-            self.meta = _read_meta(self.bundle_dir)
+            self.meta: BundleMeta = _read_meta(self.bundle_dir)
             self.model = None
             self.fast = InferenceRunner(self.bundle_dir, threads, _select_device(device) == "gpu")
             return
         loaded, weights = _read_bundle(self.bundle_dir)  # before paddle loads: a broken bundle fails in no time
         self.bundle_dir = loaded.path
-        self.meta: BundleMeta = loaded.meta
+        self.meta = loaded.meta
         self.weights_digest = _digest(weights)
         gpu = _select_device(device) == "gpu"
         self.model = self._build(weights)

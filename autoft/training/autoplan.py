@@ -170,7 +170,7 @@ def probe_config(backbone: str, size: int, *, steps: int = 3, batch: int = 16, t
         train = float(np.median(timings[1:])) / batch
         images = np.random.default_rng(1).integers(0, 255, (64, size, size, 3), dtype=np.uint8)
         spec = model.spec
-        with EngineForward(model, tuple(spec.mean), tuple(spec.std), size, threads=threads) as forward:
+        with EngineForward(model, spec.mean, spec.std, size, threads=threads) as forward:
             forward(images[:16], 16)  # warm-up
             t = time.perf_counter()
             forward(images, 32)
@@ -231,7 +231,7 @@ def make_auto_plan(*, data: dict[str, Any], source: str, counts: tuple[int, int,
         backbone, size = fits[-1] if fits else candidates[0]
         chosen = (backbone, size, "head", trial, features((backbone, size)))
     assert chosen is not None
-    backbone, size, mode, trial, features = chosen
+    backbone, size, mode, trial, feature_seconds = chosen
     config = {
         "name": auto_name(source),
         "data": {**data, "image_size": size},
@@ -246,6 +246,6 @@ def make_auto_plan(*, data: dict[str, Any], source: str, counts: tuple[int, int,
     }
     return AutoPlan(source=source, n_train=n_train, n_val=n_val, classes=classes, budget=budget, preset=preset,
                     workers=workers, backbone=backbone, image_size=size, mode=mode, epochs=epochs,
-                    trial_seconds=trial, feature_seconds=features, search_budget=max(30.0, search_budget),
+                    trial_seconds=trial, feature_seconds=feature_seconds, search_budget=max(30.0, search_budget),
                     probe=probe, native=native, config=config)
 

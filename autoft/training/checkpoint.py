@@ -103,7 +103,7 @@ def load_checkpoint(path: str | Path, model: nn.Layer, strategy: Strategy) -> di
     if set(weights) != set(own):
         diff = sorted(set(weights) ^ set(own))[:5]
         raise TrialError(f"checkpoint {path}: its weights do not fit the model (differing keys: {diff})")
-    model.set_state_dict(weights)
+    model.set_state_dict(weights)  # type: ignore[arg-type]  # the stubs say Tensor; numpy arrays load the same
     paddle_names = {name: p.name for name, p in model.named_parameters()}
     opt_state: dict[str, Any] = dict(state.get("optimizer", {}))
     extra: dict[str, np.ndarray] = {}

@@ -45,8 +45,9 @@ def _mask(channels: int, g: int) -> paddle.Tensor:
 def depthwise_layers(model: nn.Layer) -> list[nn.Conv2D]:
     """The model's depthwise convolutions that the grouped form can stand in for (NCHW, zero padding, one
     filter per channel)."""
+    # isinstance only narrows the type; the exact type leaves out Conv2D subclasses with a forward of their own
     return [layer for layer in model.sublayers(include_self=True)
-            if type(layer) in (nn.Conv2D, GroupedDepthwiseConv2D) and layer._groups > 1
+            if isinstance(layer, nn.Conv2D) and type(layer) in (nn.Conv2D, GroupedDepthwiseConv2D) and layer._groups > 1
             and layer._groups == layer._in_channels == layer._out_channels
             and layer._data_format == "NCHW" and layer._padding_mode == "zeros"]
 

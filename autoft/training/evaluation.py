@@ -118,7 +118,9 @@ class StaticTwin(nn.Layer):
         self.layer = layer
         self.signature = structure(layer)
         spec = paddle.static.InputSpec([None, 3, image_size, image_size], "float32", name="image")
-        self.forward = paddle.jit.to_static(self._forward, input_spec=[spec], full_graph=True)
+        # the traced program stands in for the class's forward on this instance (Layer.__call__ calls it)
+        traced = paddle.jit.to_static(self._forward, input_spec=[spec], full_graph=True)
+        self.forward = traced  # type: ignore[method-assign]
 
     def _forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.layer(x)

@@ -148,7 +148,7 @@ def _compute(model: nn.Layer, data: ImageData, entry: Path, key: str, batch_size
 
 
 def _publish(entry: Path, key: str, model: nn.Layer, data: ImageData,
-             fill: Callable[[str, np.ndarray], None]) -> None:
+             fill: Callable[[str, np.ndarray], object]) -> None:
     """Write an entry for ``data`` (``fill(split, out)`` writes a split's rows) and swap it into place."""
     tmp = make_tmp_dir(entry)
     try:

@@ -174,7 +174,7 @@ def fit(cfg: RunConfig, data: ImageData, *, bundle_dir: Path | None = None, repo
     done = 0  # epochs a restored checkpoint already trained
     if restore is not None:
         done, loop.step = _restore(Path(restore), model, strategy, keeper)
-    run_epoch = train_one_epoch
+    run_epoch: Callable[[TrainLoop, int], dict[str, float]] = train_one_epoch
     if t.freeze_backbone and world == 1 and features.enabled():
         # head-only: train on cached backbone features (non-augmented images)
         run_epoch, keeper.score = features.head_only_training(loop, loop.log)
@@ -187,7 +187,7 @@ def fit(cfg: RunConfig, data: ImageData, *, bundle_dir: Path | None = None, repo
             loop.log(f"checkpoint saved to {where}")
         if t.eval_interval == "epoch":
             keeper(loop, epoch, epoch)
-        elif epoch == t.epochs and loop.step % t.eval_interval:
+        elif epoch == t.epochs and isinstance(t.eval_interval, int) and loop.step % t.eval_interval:
             keeper(loop, epoch, loop.step / spe)  # the final weights are always evaluated
     has_bundle = bundle_dir is not None and keeper.best is not None and is_bundle(bundle_dir)
     return _result(keeper.best, keeper.history, max(done, t.epochs), time.perf_counter() - start,

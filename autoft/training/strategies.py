@@ -43,7 +43,8 @@ def _l2(coeff: float) -> Any:
 
 OptimizerBuilder = Callable[[Any, list[dict], float, TrainConfig], paddle.optimizer.Optimizer]
 # Each builder: (learning rate or scheduler, param groups, weight decay coefficient, train cfg) → optimizer.
-# Groups carry their own 'weight_decay' / 'learning_rate' multiplier where a strategy needs it.
+# Groups carry their own 'weight_decay' / 'learning_rate' multiplier where a strategy needs it. Paddle types each
+# optimizer's groups as its own TypedDict (_AdamParameterConfig, ...), which plain dicts are not: hence the ignores.
 OPTIMIZERS: dict[Optimizer, OptimizerBuilder] = {}
 
 
@@ -57,17 +58,18 @@ def _optimizer(name: Optimizer) -> Callable[[OptimizerBuilder], OptimizerBuilder
 
 @_optimizer(Optimizer.ADAM)
 def _adam(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
-    return paddle.optimizer.Adam(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))
+    return paddle.optimizer.Adam(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))  # type: ignore[arg-type]
 
 
 @_optimizer(Optimizer.ADAMW)
 def _adamw(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
-    return paddle.optimizer.AdamW(learning_rate=lr, parameters=groups, weight_decay=wd)
+    return paddle.optimizer.AdamW(learning_rate=lr, parameters=groups, weight_decay=wd)  # type: ignore[arg-type]
 
 
 @_optimizer(Optimizer.MOMENTUM)
 def _momentum(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
-    return paddle.optimizer.Momentum(learning_rate=lr, momentum=cfg.momentum, parameters=groups, weight_decay=_l2(wd))
+    return paddle.optimizer.Momentum(learning_rate=lr, momentum=cfg.momentum,
+                                     parameters=groups, weight_decay=_l2(wd))  # type: ignore[arg-type]
 
 
 @_optimizer(Optimizer.SGD)
@@ -77,12 +79,12 @@ def _sgd(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.opt
 
 @_optimizer(Optimizer.RMSPROP)
 def _rmsprop(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
-    return paddle.optimizer.RMSProp(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))
+    return paddle.optimizer.RMSProp(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))  # type: ignore[arg-type]
 
 
 @_optimizer(Optimizer.ADAGRAD)
 def _adagrad(lr: Any, groups: list[dict], wd: float, cfg: TrainConfig) -> paddle.optimizer.Optimizer:
-    return paddle.optimizer.Adagrad(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))
+    return paddle.optimizer.Adagrad(learning_rate=lr, parameters=groups, weight_decay=_l2(wd))  # type: ignore[arg-type]
 
 
 def _member(kind: type[E], value: str | E, unknown: str) -> E:
@@ -239,8 +241,8 @@ class AdamWDecayStrategy(Strategy):
     def _build(self, model: nn.Layer) -> paddle.optimizer.Optimizer:
         self.warmup_steps = math.floor(self.total_steps * self.cfg.warmup_proportion)
         skip = no_decay_param_names(model)
-        return paddle.optimizer.AdamW(learning_rate=self._schedule(),
-                                      parameters=[{"params": _trainable(model.parameters())}],
+        return paddle.optimizer.AdamW(learning_rate=self._schedule(),  # the ignore: see OPTIMIZERS
+                                      parameters=[{"params": _trainable(model.parameters())}],  # type: ignore[arg-type]
                                       weight_decay=self.cfg.regularization_coeff,
                                       apply_decay_param_fun=lambda name: name not in skip)
 
