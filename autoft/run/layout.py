@@ -2,7 +2,7 @@
 
 A run folder (``results/<run>/``) holds ``config.yaml`` (the resolved config, as run), ``optuna.db`` (unless the
 study lives in a ``--storage`` database), ``study.json`` (where the study lives, without a password, and its name:
-autoft.run.storage), ``trials/<id>/`` (trial.json, bundle/, visualdl/, error.txt),
+autoft.run.storage), ``trials/<id>/`` (trial.json, bundle/, visualdl/, error.txt, crash.txt, train.log),
 ``interrupted/`` (trials a resume re-runs), ``leaderboard.{csv,md}``, ``best_model/`` (the winner),
 ``best_trial_model/`` (the selection bundle after a final fit), ``report/``, ``test_metrics.json`` and ``ray/``
 (Ray Tune's own experiment folders).
@@ -18,13 +18,14 @@ from autoft.errors import AutoftError
 if TYPE_CHECKING:
     from autoft.config import RunConfig
 
-__all__ = ["RunDir", "CONFIG_FILE", "BEST_DIR", "BEST_TRIAL_DIR", "REPORT_DIR", "TRIAL_FILE"]
+__all__ = ["RunDir", "CONFIG_FILE", "BEST_DIR", "BEST_TRIAL_DIR", "REPORT_DIR", "TRIAL_FILE", "CRASH_FILE"]
 
 CONFIG_FILE = "config.yaml"
 BEST_DIR = "best_model"
 BEST_TRIAL_DIR = "best_trial_model"
 REPORT_DIR = "report"
 TRIAL_FILE = "trial.json"
+CRASH_FILE = "crash.txt"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ class RunDir:
 
     def trial_error(self, trial_id: str) -> Path:
         return self.trial(trial_id) / "error.txt"
+
+    def trial_crash(self, trial_id: str) -> Path:
+        """faulthandler's report of the fatal signal that killed the trial's worker (autoft.search.trial)."""
+        return self.trial(trial_id) / CRASH_FILE
+
+    def trial_log(self, trial_id: str) -> Path:
+        return self.trial(trial_id) / "train.log"
 
     @property
     def interrupted(self) -> Path:

@@ -1,11 +1,13 @@
 """What the driver knows about each trial while Tune runs: ``Recorder`` keeps trial.json current (the driver is
 its only writer) and feeds the live display through ``Progress`` snapshots; ``RecorderCallback`` is the Tune
-callback that calls it. A worker that died outside Python gets the last line of Ray's error file, and an
-out-of-memory kill says so."""
+callback that calls it. A worker that died outside Python is named by its signal: a native crash by its crash
+report (``CRASH_FILE``), an out-of-memory kill by the kernel's count, another vanished worker as SIGKILL; else the
+last line of Ray's error file."""
 from __future__ import annotations
 
 import dataclasses
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,16 +18,16 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from autoft.config import RunConfig
-from autoft.run.layout import RunDir
+from autoft.run.layout import CRASH_FILE, RunDir
 from autoft.run.records import TrialRecord, TrialStatus, read_trials
 from autoft.search.progress import Progress
 from autoft.search.trial import out_of_memory_line
 
 __all__ = ["Progress", "WORKER_KEYS", "TrialNumbers", "Recorder", "RecorderCallback", "os_oom_kills",
-           "ray_error_line"]
+           "ray_error_line", "crash_line", "signal_name"]
 
 # what a trial says about its worker, kept in trial.json `extra`
-WORKER_KEYS = ("cpu_threads", "gpu_ids", "node_id", "hostname", "cost_per_epoch")
+WORKER_KEYS = ("cpu_threads", "gpu_ids", "node_id", "hostname", "pid", "cost_per_epoch")
 
 
 class TrialNumbers(Protocol):
@@ -58,11 +60,11 @@ class Recorder:
         recs = list(self.records.values())
         count = Counter(r.status for r in recs)
         scored = [r for r in recs if r.best is not None and r.status.finished]  # as the leaderboard ranks them
-        best = max(scored, key=lambda r: r.best["val_acc"], default=None)
+        best = max(scored, key=lambda r: r.require_best()["val_acc"], default=None)
         return Progress(budget=self.cfg.search.trials, done=count[TrialStatus.COMPLETED],
                         running=count[TrialStatus.RUNNING], stopped=count[TrialStatus.STOPPED],
                         failed=count[TrialStatus.FAILED], interrupted=count[TrialStatus.INTERRUPTED],
-                        best_val_acc=best.best["val_acc"] if best else None,
+                        best_val_acc=best.require_best()["val_acc"] if best else None,
                         best_params=best.params if best else {}, elapsed=time.time() - self.started,
                         last_event=event)
 
@@ -112,8 +114,11 @@ class Recorder:
         record = self.records.get(trial.trial_id)
         if record is None:
             return
-        error_file = RunDir(self.run_dir).trial_error(trial.trial_id)
-        text = error_file.read_text(encoding="utf-8").strip() if error_file.is_file() else ""
+        run = RunDir(self.run_dir)
+        crash = run.trial_crash(trial.trial_id)
+        text = _text(run.trial_error(trial.trial_id)) or crash_line(_text(crash))
+        if crash.is_file() and crash.stat().st_size == 0:
+            crash.unlink()  # opened for a report that never came: the worker died without one (SIGKILL)
         if not text:
             text, self.oom_kills = ray_error_line(trial, self.oom_kills)
         self._save(dataclasses.replace(record, status=TrialStatus.FAILED, error=text,
@@ -129,8 +134,47 @@ class Recorder:
         return bool(running)
 
 
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() else ""
+
+
 _RAY_OOM = re.compile(r"OutOfMemoryError|running low on memory", re.IGNORECASE)  # Ray's memory monitor
 _WORKER_DIED = re.compile(r"ActorDiedError|WorkerCrashedError|worker (process )?(has )?died|SIGKILL", re.IGNORECASE)
+# the raylet's words for a worker whose connection ended without a goodbye: the process vanished
+_VANISHED = re.compile(r"unexpectedly exits with a connection error", re.IGNORECASE)
+# faulthandler's header for each fatal signal it reports (CPython's own table), and what such a signal means here
+_FAULTHANDLER = {"Segmentation fault": signal.SIGSEGV, "Bus error": signal.SIGBUS,
+                 "Floating-point exception": signal.SIGFPE, "Aborted": signal.SIGABRT,
+                 "Illegal instruction": signal.SIGILL}
+_CAUSES = {signal.SIGSEGV: "a crash inside native code (Paddle)", signal.SIGBUS: "a crash inside native code (Paddle)",
+           signal.SIGFPE: "an arithmetic fault inside native code (Paddle)",
+           signal.SIGABRT: "native code aborted (a failed check inside Paddle)",
+           signal.SIGILL: "an instruction this CPU lacks (a Paddle build for another CPU)"}
+
+
+def signal_name(signum: int) -> str:
+    """``SIGKILL (signal 9)``."""
+    return f"{signal.Signals(signum).name} (signal {int(signum)})"
+
+
+def crash_line(report: str) -> str:
+    """The line for a worker killed by a fatal signal, from its crash report (faulthandler's text, see
+    ``autoft.search.trial.crash_report``): the signal, what it means, and where the crashing thread was in Python;
+    "" when the report is empty or is not faulthandler's."""
+    header = re.search(r"^Fatal Python error: (.+)$", report, re.MULTILINE)
+    if header is None:
+        return ""
+    signum = _FAULTHANDLER.get(header.group(1).strip())
+    line = f"worker killed by {signal_name(signum)}: {_CAUSES[signum]}" if signum else f"worker crashed: {header[1]}"
+    # the crashing thread's innermost frame (none when the signal came in a thread without Python, e.g. OpenMP's)
+    frame = re.search(r'^Current thread .*\n\s+File "(.+)", line (\d+) in (.+)$', report, re.MULTILINE)
+    where = f" at {_short(frame[1])}:{frame[2]} in {frame[3].strip()}" if frame else ""
+    return f"{line}{where} (every thread's stack in the trial's {CRASH_FILE})"
+
+
+def _short(path: str) -> str:
+    """A source path from its package on (``paddle/jit/api.py``), the file's name outside site-packages."""
+    return path.rsplit("site-packages/", 1)[1] if "site-packages/" in path else Path(path).name
 
 
 def os_oom_kills() -> int | None:
@@ -145,10 +189,14 @@ def os_oom_kills() -> int | None:
 
 
 def ray_error_line(trial: Trial, oom_kills: int | None) -> tuple[str, int | None]:
-    """The last line of Ray's error file for a trial that died outside Python; an OOM death says so.
+    """The line for a trial that died outside Python and left no crash report: an OOM death or a SIGKILL says so,
+    else the last line of Ray's error file.
 
-    Ray words an OS kill as "the worker died" with a list of possible causes; the kernel's OOM-kill count tells
-    whether memory was the one. Returns the line and the count to compare the next death against.
+    Ray words a vanished worker as "the worker died" with a list of possible causes and never the signal (the
+    raylet only sees the worker's connection end). A worker that vanished leaving neither a Python error nor a
+    crash report died of the one signal it cannot catch, SIGKILL (or of an ``os._exit``, which nothing in a trial
+    calls); the kernel's OOM-kill count tells whether the out-of-memory killer sent it. Returns the line and the
+    count to compare the next death against.
     """
     path = getattr(trial, "error_file", None)
     try:
@@ -160,8 +208,14 @@ def ray_error_line(trial: Trial, oom_kills: int | None) -> tuple[str, int | None
     now = os_oom_kills()
     if _RAY_OOM.search(text):
         return out_of_memory_line(f"Ray's memory monitor killed the trial's worker: {line[:160]}"), now
-    if (not text or _WORKER_DIED.search(text)) and None not in (now, oom_kills) and now > oom_kills:
-        return out_of_memory_line("the operating system's out-of-memory killer ended the trial's worker"), now
+    counted = now is not None and oom_kills is not None
+    if (not text or _WORKER_DIED.search(text)) and now is not None and oom_kills is not None and now > oom_kills:
+        return out_of_memory_line("the operating system's out-of-memory killer ended the trial's worker with "
+                                  f"{signal_name(signal.SIGKILL)}"), now
+    if _VANISHED.search(text):
+        who = "kill -9 or ray stop --force" if counted else "kill -9, ray stop --force or the out-of-memory killer"
+        return (f"worker killed by {signal_name(signal.SIGKILL)} ({who}): it left no Python error and no crash "
+                "report"), now
     return line, now
 
 

@@ -1,10 +1,13 @@
 """The static graph and Paddle's inference engine, shared by export and predict: a paddle.jit export of a
 predictor's model (``jit_save``), the files it makes, the engine that runs it (``InferenceRunner``), the
-export cached by weights hash (``cached_export``) and the fixed images every export is checked on."""
+export cached by weights hash (``cached_export``) and the fixed images every export is checked on. Every trace
+goes through ``_save_static``, which clears what a failed trace leaves in Paddle (``trace_leftovers_cleared``)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ from autoft.errors import BundleError
 from autoft.run.bundle import META_FILE
 
 __all__ = ["TOLERANCE", "INFERENCE_DIR", "PREFIX", "is_exported", "program_file", "jit_save", "export_layer",
-           "check_batch", "InferenceRunner", "cached_export"]
+           "trace_leftovers_cleared", "check_batch", "InferenceRunner", "cached_export"]
 
 TOLERANCE = 1e-4
 INFERENCE_DIR = "inference"
@@ -46,15 +49,44 @@ def check_batch(size: int, count: int) -> np.ndarray:
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def jit_save(predictor: Any, dest: Path) -> tuple[Path, ...]:
-    """``predictor.model`` as a static graph in ``dest`` (plus its bundle.json); → the files written."""
+@contextlib.contextmanager
+def trace_leftovers_cleared() -> Iterator[None]:
+    """Around a paddle.jit trace: what it left in dy2static's global recorders is dropped when it ends.
+
+    Paddle (3.3.1) records a trace's parameters there under ``id(main_program)`` and pops them only when the trace
+    succeeds (``graph_tracing_guard`` has no ``finally``). After a failed trace (a layer that cannot be traced,
+    which ``train.eval_engine: auto`` then evaluates with the dynamic graph) they outlive their program, and the
+    next trace whose program is allocated at the same address takes them: ``paddle.jit.save`` reads a value of
+    the freed program and the process dies of SIGSEGV. A trace runs in one thread of a process, so any entry
+    added during the block is its own. The one place autoft reaches into these private names (pinned by
+    tests/serving/test_trace_leftovers.py)."""
+    from paddle.jit.dy2static.parameter_recorder import _global_inplace_map, _global_parameter_recorder
+
+    tables = (_global_parameter_recorder.params_dict, _global_parameter_recorder.tensor2value,
+              _global_inplace_map.params_dict)
+    before = [set(table) for table in tables]
+    try:
+        yield
+    finally:
+        for table, kept in zip(tables, before, strict=True):
+            for key in set(table) - kept:
+                del table[key]
+
+
+def _save_static(layer: Any, image_size: int, dest: Path) -> None:
+    """``layer`` (put in eval mode) traced on NCHW float32 images and saved as ``dest/inference.*``."""
     import paddle
 
-    size = predictor.meta.image_size
     dest.mkdir(parents=True, exist_ok=True)
-    predictor.model.eval()
-    spec = paddle.static.InputSpec([None, 3, size, size], "float32", name="image")
-    paddle.jit.save(predictor.model, str(dest / PREFIX), input_spec=[spec])
+    layer.eval()
+    spec = paddle.static.InputSpec([None, 3, image_size, image_size], "float32", name="image")
+    with trace_leftovers_cleared():
+        paddle.jit.save(layer, str(dest / PREFIX), input_spec=[spec])
+
+
+def jit_save(predictor: Any, dest: Path) -> tuple[Path, ...]:
+    """``predictor.model`` as a static graph in ``dest`` (plus its bundle.json); → the files written."""
+    _save_static(predictor.model, predictor.meta.image_size, dest)
     atomic_write_json(dest / META_FILE, predictor.meta.to_json())  # the meta of these weights, not a re-read
     return tuple(sorted(p for p in dest.iterdir() if p.name.startswith(PREFIX) or p.name == META_FILE))
 
@@ -62,12 +94,7 @@ def jit_save(predictor: Any, dest: Path) -> tuple[Path, ...]:
 def export_layer(layer: Any, image_size: int, dest: Path) -> Path:
     """``layer`` (put in eval mode) as a static inference program in ``dest``; → the program file. Any layer that
     takes an NCHW float32 batch: a classifier, or a backbone alone (the feature cache)."""
-    import paddle
-
-    dest.mkdir(parents=True, exist_ok=True)
-    layer.eval()
-    spec = paddle.static.InputSpec([None, 3, image_size, image_size], "float32", name="image")
-    paddle.jit.save(layer, str(dest / PREFIX), input_spec=[spec])
+    _save_static(layer, image_size, dest)
     return program_file(dest)
 
 
