@@ -11,6 +11,13 @@ recorded one while a table is recorded only in part). PBT is left out: its explo
 table; ``--all`` adds the sampler × scheduler matrix. value = median over seeds of (TPE+ASHA epochs until an
 evaluation reaches the target) / (random search's epochs for its whole budget); target = random search's median best
 at the full budget. Both searches get the same epoch budget (``TRIALS`` × the table's epochs).
+
+The seeded tables (several seeds per configuration, issue 27) are left out of that score: ``--noise-aware`` scores
+them instead (``score_noise_aware``): a trial replays one of its configuration's seeds, drawn at random; the target
+is one standard error below the best configuration's mean over seeds, and a search has reached it when its
+incumbent (the trial with the best val_acc seen) is a configuration whose mean is there, however lucky a val_acc
+it saw; beside TPE+ASHA and random search, the perfect-stopper bound and the configuration that is best on the
+other tables of the same space. benchmarks/results/replay-noise.json.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import argparse
 import heapq
 import json
 import math
+import random
 import statistics
 import sys
 import time
@@ -37,22 +45,36 @@ WORKERS = 2          # the demo's max_concurrent
 class Table:
     name: str
     doc: dict[str, Any]
-    curves: dict[tuple, dict[str, Any]]  # recorded configuration (bin key) → its row
+    curves: dict[tuple, dict[str, Any]]  # recorded configuration (bin key) → its row (the lowest seed's)
+    # → every seed's row; a seeded table keeps only configurations recorded with all of its seeds
+    runs: dict[tuple, list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Table:
         doc = json.loads(Path(path).read_text())
         t = cls(doc["table"], doc, {})
-        for row in doc["configs"]:
-            t.curves[t.key(row["params"])] = row
+        for row in sorted(doc["configs"], key=lambda r: r.get("seed", 0)):  # a row without a seed is seed 0
+            t.runs.setdefault(t.key(row["params"]), []).append(row)
+        if t.seeded:
+            t.runs = {k: rows for k, rows in t.runs.items() if len(rows) == len(doc["seeds"])}
+        t.curves = {k: rows[0] for k, rows in t.runs.items()}
         return t
 
     @property
     def epochs(self) -> int:
         return int(self.doc["epochs"])
 
+    @property
+    def seeded(self) -> bool:
+        """Recorded with several seeds per configuration (issue 27's tables): scored by ``score_noise_aware``."""
+        return len(self.doc.get("seeds", [0])) > 1
+
     def key(self, params: dict[str, Any]) -> tuple:
-        """The recorded point a sampled one falls on: a float's bin in its (log) range, a categorical's value."""
+        """The recorded point a sampled one falls on: through the table's pins (a value the strategy does not read
+        is the one recorded), a float's bin in its (log) range, a categorical's value."""
+        from benchmarks.record_curves import pinned
+
+        params = pinned(params, self.doc.get("pins", []))
         out = []
         for name, spec in self.doc["space"].items():
             v = params[name]
@@ -66,11 +88,12 @@ class Table:
             out.append(min(bins - 1, max(0, int((x - lo) / (hi - lo) * bins))))
         return tuple(out)
 
-    def row(self, params: dict[str, Any]) -> dict[str, Any]:
+    def nearest(self, params: dict[str, Any]) -> tuple:
+        """The key of ``params``, or while the table is recorded in part, of the nearest recorded configuration."""
         k = self.key(params)
         if k in self.curves:
-            return self.curves[k]
-        names = list(self.doc["space"])  # recorded in part: the nearest recorded configuration
+            return k
+        names = list(self.doc["space"])
 
         def distance(other: tuple) -> float:
             d = 0.0
@@ -81,7 +104,12 @@ class Table:
                     d += abs(a - b) / max(1, len(self.doc["levels"][name]) - 1)
             return d
 
-        return self.curves[min(self.curves, key=distance)]
+        return min(self.curves, key=distance)
+
+    def row(self, params: dict[str, Any], noise: random.Random | None = None) -> dict[str, Any]:
+        """The recorded curve a trial of ``params`` replays: with ``noise``, one of its seeds' at random."""
+        runs = self.runs[self.nearest(params)]
+        return runs[noise.randrange(len(runs))] if noise is not None and len(runs) > 1 else runs[0]
 
     @property
     def best(self) -> float:
@@ -202,7 +230,9 @@ class Simulation:
             self._exhausted = True
             return None
         self._suggested += 1
-        trial = SimTrial(trial_id, dict(params), self.table.row(params), cost=self._cost(params, self.measured),
+        # a seeded table: each trial replays one of its configuration's seeds, drawn per (search seed, trial)
+        noise = random.Random(self.cfg.search.seed * 100_003 + self._suggested) if self.table.seeded else None
+        trial = SimTrial(trial_id, dict(params), self.table.row(params, noise), cost=self._cost(params, self.measured),
                          reported=self._cost(params, self.reported))
         self.trials.append(trial)
         self.scheduler.on_trial_add(self.controller, trial)
@@ -465,6 +495,206 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     tmp.replace(path)
 
 
+# noise-aware scoring of the seeded tables (issue 27)
+@dataclass
+class Worth:
+    """What each configuration of a seeded table is worth: after k epochs, the mean over its seeds of the best
+    val_acc in those k (what a search that trained it k epochs keeps, on average over re-runs). The target is one
+    standard error below the best configuration's mean; regret is 0 at the best mean, 1 at the median
+    configuration's.
+
+    The standard error pools the seed-to-seed variance of the best tenth of the configurations (at least 3): from
+    its own two seeds, the best's is a one-degree-of-freedom guess (two seeds that agree by chance make it 0, and
+    the best of hundreds of means is the likeliest to have been lucky so)."""
+
+    table: Table
+    after: dict[tuple, list[float]]  # key → worth after 1..epochs epochs
+    best_key: tuple
+    sem: float
+    median: float
+
+    @classmethod
+    def of(cls, table: Table) -> Worth:
+        after, finals = {}, {}
+        for k, rows in table.runs.items():
+            bests = [_best_after(r["val_acc"], table.epochs) for r in rows]
+            after[k] = [statistics.fmean(b[e] for b in bests) for e in range(table.epochs)]
+            finals[k] = [b[-1] for b in bests]
+        ranked = sorted(after, key=lambda k: after[k][-1], reverse=True)
+        near = ranked[:max(3, len(ranked) // 10)]
+        sem = math.sqrt(statistics.fmean(statistics.variance(finals[k]) for k in near) / len(finals[ranked[0]]))
+        return cls(table, after, ranked[0], sem, statistics.median(a[-1] for a in after.values()))
+
+    @property
+    def target(self) -> float:
+        return self.best - self.sem
+
+    @property
+    def best(self) -> float:
+        return self.after[self.best_key][-1]
+
+    def at(self, key: tuple, epochs: int) -> float:
+        return self.after[key][min(epochs, self.table.epochs) - 1] if epochs > 0 else self.median
+
+    def regret(self, value: float) -> float:
+        return (self.best - value) / max(self.best - self.median, 1e-12)
+
+    def first_reaching(self, key: tuple) -> int | None:
+        """The fewest epochs after which ``key`` is worth the target (None: never)."""
+        return next((e + 1 for e, w in enumerate(self.after[key]) if w >= self.target - 1e-12), None)
+
+
+def _best_after(acc: list[float], epochs: int) -> list[float]:
+    """Best val_acc after 1..epochs epochs; a fine-tune that failed keeps its best before failing (0: none)."""
+    out, best = [], 0.0
+    for e in range(epochs):
+        best = max(best, acc[e]) if e < len(acc) else best
+        out.append(best)
+    return out
+
+
+@dataclass
+class Course:
+    """One search's course as the noise-aware score reads it: (epochs spent, what its incumbent is worth)."""
+
+    steps: list[tuple[float, float]]
+
+    def to_target(self, worth: Worth) -> float:
+        return next((spent for spent, w in self.steps if w >= worth.target - 1e-12), math.inf)
+
+    def regret(self, worth: Worth, budget: int) -> float:
+        """The normalised regret averaged over the budget (1 before the first evaluation: the median's)."""
+        total, i, value = 0.0, 0, worth.median
+        for spent in range(1, budget + 1):
+            while i < len(self.steps) and self.steps[i][0] <= spent:
+                value = self.steps[i][1]
+                i += 1
+            total += worth.regret(value)
+        return total / budget
+
+
+def _course(sim: Simulation, worth: Worth) -> Course:
+    """The incumbent after each evaluation is the trial with the best val_acc seen (what the leaderboard ranks
+    first); it is worth its configuration's mean over seeds after the epochs it trained, not the lucky value seen."""
+    keys = {t.trial_id: sim.table.nearest(t.config) for t in sim.trials}
+    seen: dict[str, float] = {}
+    trained: dict[str, int] = {}
+    leader, steps = "", []
+    for e in sim.evaluations:
+        seen[e.trial_id] = max(seen.get(e.trial_id, 0.0), e.val_acc)
+        trained[e.trial_id] = e.epoch
+        if not leader or seen[e.trial_id] > seen[leader]:  # ties: the earlier trial stays first
+            leader = e.trial_id
+        steps.append((e.epochs_spent, worth.at(keys[leader], trained[leader])))
+    return Course(steps)
+
+
+def _random_key(table: Table, rng: random.Random) -> tuple:
+    """A point random search draws (each level of each parameter alike), as the key it falls on."""
+    return table.nearest({n: rng.choice(v) for n, v in table.doc["levels"].items()})
+
+
+def _perfect_stopper(worth: Worth, seed: int, budget: int) -> Course:
+    """The bound on early stopping: random search's draws, where a configuration that is never worth the target is
+    stopped after 1 epoch and one that is trains all its epochs; the incumbent is the one truly worth most."""
+    rng, spent, best, steps = random.Random(seed), 0, -math.inf, []
+    while spent < budget:
+        key = _random_key(worth.table, rng)
+        reach = worth.first_reaching(key)
+        for e in range(1, (worth.table.epochs if reach else 1) + 1):
+            spent += 1
+            best = max(best, worth.at(key, e))
+            steps.append((spent, best))
+    return Course(steps)
+
+
+def _one_configuration(worth: Worth, key: tuple) -> Course:
+    """A search that trains one chosen configuration: worth its mean after each epoch, then nothing more."""
+    return Course([(e, worth.at(key, e)) for e in range(1, worth.table.epochs + 1)])
+
+
+def best_elsewhere(table: Table, others: list[Table]) -> tuple | None:
+    """The configuration with the best mean normalised worth (0 at a table's median, 1 at its best) over the other
+    tables of the same space: one good default learned elsewhere. None without such a table."""
+    same = [Worth.of(o) for o in others if o.doc["space"] == table.doc["space"] and o.name != table.name]
+    keys = [k for k in table.runs if all(k in w.after for w in same)]
+    if not same or not keys:
+        return None
+    return max(keys, key=lambda k: statistics.fmean(1 - w.regret(w.after[k][-1]) for w in same))
+
+
+def _summary(courses: list[Course], worth: Worth, budget: int, seconds: float) -> dict[str, Any]:
+    to = [c.to_target(worth) for c in courses]
+    return {"ratio_median": median(to) / budget, "ratio_p90": _percentile(to, 0.9) / budget,
+            "compute_seconds_median": median(to) * seconds, "compute_seconds_p90": _percentile(to, 0.9) * seconds,
+            "reach": sum(math.isfinite(t) for t in to),
+            "regret": statistics.fmean(c.regret(worth, budget) for c in courses)}
+
+
+def seconds_per_epoch(table: Table) -> float:
+    """The measured cost of an epoch: the median over the table's rows of a fine-tune's seconds per epoch (its
+    model build shared out over its epochs: on a head's cached features the build is most of a trial's cost)."""
+    return statistics.median(r["seconds"][-1] / len(r["seconds"]) for rows in table.runs.values() for r in rows
+                             if r["seconds"])
+
+
+def score_noise_aware(table: Table, others: list[Table], seeds: int) -> dict[str, Any]:
+    """autoft's default (TPE+ASHA) beside random search, the perfect-stopper bound and the configuration best on
+    the other tables, on one seeded table: compute to the target (as a fraction of random search's budget, and in
+    measured seconds), seeds reaching it, mean normalised regret over the budget."""
+    worth = Worth.of(table)
+    budget = TRIALS * table.epochs
+    cost = seconds_per_epoch(table)
+    sims = {"default": [simulate(table, "tpe", "asha", s, epoch_budget=budget, num_samples=budget)
+                        for s in range(seeds)],
+            "random": [simulate(table, "random", "fifo", s, epoch_budget=budget) for s in range(seeds)]}
+    methods = {name: _summary([_course(sim, worth) for sim in runs], worth, budget, cost)
+               for name, runs in sims.items()}
+    methods["perfect_stopper"] = _summary([_perfect_stopper(worth, s, budget) for s in range(seeds)], worth, budget,
+                                          cost)
+    elsewhere = best_elsewhere(table, others)
+    if elsewhere is not None:
+        alone = _one_configuration(worth, elsewhere)  # the same on every seed
+        methods["best_other_tables"] = {**_summary([alone] * seeds, worth, budget, cost),
+                                        "params": table.curves[elsewhere]["params"]}
+    return {"name": table.name, "dataset": table.doc.get("dataset"), "mode": table.doc.get("mode"),
+            "configs": len(table.runs), "grid_size": table.doc["grid_size"],
+            "seeds_per_config": len(table.doc["seeds"]), "epochs": table.epochs, "epoch_budget": budget,
+            "seconds_per_epoch": round(cost, 3), "best_mean": round(worth.best, 5), "sem": round(worth.sem, 5),
+            "best_params": table.curves[worth.best_key]["params"], "target": round(worth.target, 5),
+            "median_mean": round(worth.median, 5), "methods": methods}
+
+
+def noise_aware_main(seeded: list[Table], seeds: int) -> None:
+    """``python -m benchmarks replay --noise-aware``: every seeded table recorded in full (one still recording is
+    listed with how far it got), benchmarks/results/replay-noise.json."""
+    tables = [t for t in seeded if len(t.runs) == t.doc["grid_size"]]
+    if not tables:
+        raise SystemExit("no seeded table is recorded in full in benchmarks/data "
+                         "(python -m benchmarks.record_curves fashion-head)")
+    rec = Recorder("replay-noise", Goal("TPE+ASHA compute to the noise-aware target / random search's budget "
+                                        "(median over seeds, then over tables)", "<=", 1 / 3))
+    results = [score_noise_aware(t, tables, seeds) for t in tables]
+    recording = {t.name: f"{len(t.runs)}/{t.doc['grid_size']} configurations" for t in seeded
+                 if len(t.runs) < t.doc["grid_size"]}
+    value = median([r["methods"]["default"]["ratio_median"] for r in results])
+    parts = [f"{r['name']}: default {m['ratio_median']:.3f} (p90 {m['ratio_p90']:.3f}, {m['reach']}/{seeds}, regret "
+             f"{m['regret']:.3f}), random {q['ratio_median']:.3f} ({q['reach']}/{seeds}, regret {q['regret']:.3f})"
+             for r in results for m, q in [(r["methods"]["default"], r["methods"]["random"])]]
+    rec.finish(value, "; ".join(parts), {"trials": TRIALS, "workers": WORKERS, "recording": recording}, seeds=seeds,
+               tables=results,
+               notes="per table: a configuration is worth the mean over its recorded seeds of its best val_acc after "
+                     "the epochs it trained; target = the best configuration's mean - one standard error (the "
+                     "seed-to-seed variance pooled over the best tenth of the configurations); a search reaches it "
+                     "when its incumbent (the trial with the best val_acc seen) is worth the target; ratio = "
+                     "epochs spent until then / random search's budget (TRIALS x epochs); compute_seconds = those "
+                     "epochs x the measured seconds per epoch; regret = (best mean - incumbent's worth) / (best "
+                     "mean - median configuration's mean), averaged over the budget and the seeds; "
+                     "perfect_stopper: random draws, never-good configurations stopped after 1 epoch; "
+                     "best_other_tables: the configuration with the best mean normalised worth on the other tables "
+                     "of the same space, trained alone")
+
+
 CORE = [("tpe", "asha", {})]
 # a table whose configurations differ in cost: ASHA's rungs by FLOPs-estimated costs, and in epochs
 COST_VARIANTS = [("tpe", "asha", {"cost": "flops"}), ("tpe", "asha", {"cost_aware": False})]
@@ -477,6 +707,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--all", action="store_true", help="every sampler x scheduler, not only TPE+ASHA")
     parser.add_argument("--seeds", type=int, default=SEEDS)
+    parser.add_argument("--noise-aware", action="store_true",
+                        help="score the seeded tables (several seeds per configuration) against a target one standard "
+                             "error below the best mean instead: benchmarks/results/replay-noise.json")
     parser.add_argument("--extra", action="append", default=[], metavar="KEY=VALUE,...",
                         help="also score TPE+ASHA with these search settings (e.g. grace_period=2, scheduler=fifo) "
                              "or TPE settings (tpe.startup=5, tpe.multivariate=false, tpe.group=true, "
@@ -497,6 +730,10 @@ def main(argv: list[str] | None = None) -> None:
     rec = Recorder("replay", Goal("TPE+ASHA epochs to target / random search's epochs (median over seeds)", "<=",
                                   1 / 3))
     tables = [Table.load(p) for p in sorted(DATA.glob("curves-*.json"))]
+    if args.noise_aware:
+        noise_aware_main([t for t in tables if t.seeded], args.seeds)
+        return
+    tables = [t for t in tables if not t.seeded]  # the seeded ones have their own score (--noise-aware)
     if not tables:
         raise SystemExit("no recorded tables in benchmarks/data (python -m benchmarks.record_curves demo)")
     # a table whose configurations differ in cost (backbone, image size) also scores ASHA's rungs by FLOPs-estimated
